@@ -1,0 +1,72 @@
+"""The ring against its baselines, with pytest-benchmark: `pytest benchmarks --benchmark-only`.
+
+pytest-benchmark times one paced round trip per round: the producer sends a stamped frame and waits until the
+consumer child has received and checked it (``Session.roundtrip``; ``Session.pace`` runs untimed between rounds).
+The one-way percentiles and the throughput of the same session, measured as `edgeflow bench` does, are in each
+benchmark's ``extra_info`` (``--benchmark-json``). Benchmarks are grouped by frame size, so edgeflow and the
+baselines of one size sit in one table. ``EDGEFLOW_BENCH_QUICK=1`` runs the small configuration.
+
+Every benchmark fails on a wrong answer: the consumer checks each frame's index, kind, size, tail marker and
+frame_id, and a case that delivers every frame must deliver exactly the frames sent.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from edgeflow.runtime import bench
+
+CFG = (bench.BenchConfig.quick() if os.environ.get("EDGEFLOW_BENCH_QUICK") == "1"
+       else bench.BenchConfig(latency_n=300, warmup_n=30, burst_s=0.25))
+TWO_PROCESS = [*bench.EDGEFLOW_CASES, *bench.BASELINE_CASES]
+
+
+def _skip_if_missing(case_id: str) -> None:
+    if case_id in bench.EDGEFLOW_CASES and (why := bench.edgeflow_missing()):
+        pytest.skip(why)
+    if case_id == "zmq" and (why := bench.zmq_missing()):
+        pytest.skip(why)
+
+
+@pytest.mark.parametrize("size", bench.SIZES)
+@pytest.mark.parametrize("case_id", TWO_PROCESS)
+def test_two_process_roundtrip(benchmark, case_id: str, size: str) -> None:
+    _skip_if_missing(case_id)
+    benchmark.group = f"ring {size}"
+    with bench.open_session(case_id, size, CFG) as session:
+        session.warmup()
+        benchmark.pedantic(session.roundtrip, setup=session.pace, rounds=CFG.latency_n, iterations=1)
+        session.collect()
+        session.burst()
+    result = session.result()
+    benchmark.extra_info.update(result.to_dict())
+    assert result.error is None, result.error
+    assert result.n == CFG.latency_n
+    assert 0 < result.p50_us <= result.p99_us <= result.p999_us
+    assert result.burst_received > 0
+    if case_id not in ("rt-loan", "rt-publish"):          # REALTIME is latest-wins: it may drop
+        assert result.burst_received == result.burst_sent
+
+
+def test_semaphore_floor(benchmark) -> None:
+    benchmark.group = "floor"
+    warm, rounds = CFG.warmup_n, CFG.latency_n
+    with bench.SemPingPong(CFG, warm + rounds) as floor:
+        benchmark.pedantic(floor.roundtrip, setup=floor.pace, rounds=rounds, warmup_rounds=warm, iterations=1)
+        one_way = floor.one_way_us()[warm:]
+    n, p50, p99, p999 = np.percentile(one_way, [0, 50, 99, 99.9])
+    benchmark.extra_info.update(one_way_p50_us=p50, one_way_p99_us=p99, one_way_p999_us=p999)
+    assert len(one_way) == rounds and min(one_way) > 0
+
+
+@pytest.mark.parametrize("size", bench.SIZES)
+def test_memcpy_floor(benchmark, size: str) -> None:
+    benchmark.group = f"ring {size}"
+    src = bench.make_frame(bench.parse_size(size), idx=7)
+    dst = np.empty_like(src)
+    dst.fill(1)                                            # pre-faulted, as in bench.bench_memcpy
+    benchmark(np.copyto, dst, src)
+    assert np.array_equal(dst, src)

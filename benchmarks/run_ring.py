@@ -1,0 +1,80 @@
+"""Ring benchmark: edgeflow's shared-memory ring next to mp.Queue, mp.Pipe, pyzmq and this machine's floors.
+
+    python benchmarks/run_ring.py [--quick] [--json] [--sizes 64,640x480x3,1920x1080x3] [--cases rt-loan,zmq]
+
+Prints the table, the ratios to the baselines and the target checks of issue 3 (PASS / MISS with the measured
+ratio). Progress goes to stderr. Exits 1 when a case failed (a wrong frame, a dead consumer, a leftover segment
+or child), 2 on a bad flag; a missed target is a figure, not a failure. The workloads live in
+edgeflow/runtime/bench.py, which `edgeflow bench` reuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))             # a checkout that is not pip-installed; spawned children inherit it
+
+from edgeflow.errors import ConfigError  # noqa: E402
+from edgeflow.runtime import bench, benchtable  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="few samples: checks that every case works")
+    p.add_argument("--json", action="store_true", help="print results and target checks as JSON")
+    p.add_argument("--sizes", default=",".join(bench.SIZES), help="comma-separated: BYTES or WxH[xC]")
+    p.add_argument("--cases", default=",".join(bench.CASE_IDS), help=f"comma-separated of {', '.join(bench.CASE_IDS)}")
+    p.add_argument("--pace-ms", type=float, help="interval between latency sends (default 2)")
+    p.add_argument("-n", "--latency-n", type=int, help="paced latency samples per case")
+    p.add_argument("--loan-fill", action="store_true", help="loan cases copy a whole frame into the slot")
+    return p.parse_args(argv)
+
+
+def config(args: argparse.Namespace) -> bench.BenchConfig:
+    cfg = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()
+    changes = {"loan_fill": args.loan_fill}
+    if args.pace_ms is not None:
+        changes["pace_s"] = args.pace_ms / 1000
+    if args.latency_n is not None:
+        changes["latency_n"] = args.latency_n
+    return dataclasses.replace(cfg, **changes)
+
+
+def progress(result: bench.BenchResult) -> None:
+    state = f"skipped ({result.skipped})" if result.skipped else "ERROR" if result.error else (
+        f"p50 {result.p50_us:,.1f} us" if result.p50_us is not None else "")
+    print(f"  {result.case} {result.size}: {state}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = config(args)
+        sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+        cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+        started = time.monotonic()
+        results = bench.run_all(sizes, cases, cfg, on_result=progress)
+    except ConfigError as exc:
+        print(f"run_ring: {exc}", file=sys.stderr)
+        return 2
+    print(f"  done in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    checks = benchtable.check_targets(results)
+    if args.json:
+        print(benchtable.to_json(results, checks, cfg))
+    else:
+        print(benchtable.format_table(results))
+        print()
+        print(benchtable.format_ratios(results))
+        print()
+        print(benchtable.format_targets(checks))
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

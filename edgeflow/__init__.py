@@ -1,0 +1,29 @@
+"""EdgeFlow: multi-node frame pipelines for video, AI inference and sensor fusion.
+
+Fast pub/sub between processes on one host, over zero-copy shared memory:
+
+    import edgeflow as ef
+    with ef.Publisher("camera", app="demo") as pub, \\
+         ef.Subscriber("camera", app="demo", qos=ef.QoS.DURABLE) as sub:
+        pub.publish(np.zeros((480, 640, 3), np.uint8))
+        with sub.recv(timeout=1.0) as frame:
+            print(frame.frame_id, frame.data.shape)
+"""
+
+from edgeflow import _fast  # noqa: F401  (fails with one sentence when the compiled core is not built)
+from edgeflow.errors import (BackpressureTimeout, BrokenResourceError, ClosedResourceError, ConfigError,
+                             EdgeFlowError, FrameTooLarge, GraphError, HeldFramesError, InternalError,
+                             LayoutMismatch, NodeError, ProtocolError, ReceiveTimeout, TransportError,
+                             WriterGone)
+from edgeflow.frame import Frame
+from edgeflow.qos import QoS
+from edgeflow.transport.shm import Loan, Publisher, PublisherStats, Subscriber, SubscriberStats
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "Publisher", "Subscriber", "Loan", "PublisherStats", "SubscriberStats", "Frame", "QoS",
+    "EdgeFlowError", "ConfigError", "GraphError", "NodeError", "TransportError", "ClosedResourceError",
+    "BrokenResourceError", "WriterGone", "ReceiveTimeout", "BackpressureTimeout", "FrameTooLarge",
+    "LayoutMismatch", "ProtocolError", "HeldFramesError", "InternalError", "__version__",
+]

@@ -1,0 +1,26 @@
+# Ordered atomics from _atomics.h. Only extern declarations live here.
+from libc.stdint cimport uint32_t, uint64_t, int32_t
+
+cdef extern from "_atomics.h" nogil:
+    uint64_t ef_load64_acq(const uint64_t *p)
+    uint64_t ef_load64_rlx(const uint64_t *p)
+    uint64_t ef_load64_sc(const uint64_t *p)
+    void ef_store64_rel(uint64_t *p, uint64_t v)
+    void ef_store64_rlx(uint64_t *p, uint64_t v)
+    void ef_store64_sc(uint64_t *p, uint64_t v)
+    uint64_t ef_or64_sc(uint64_t *p, uint64_t v)
+    uint64_t ef_and64_sc(uint64_t *p, uint64_t v)
+    uint64_t ef_add64_rlx(uint64_t *p, uint64_t v)
+    bint ef_cas64_sc(uint64_t *p, uint64_t expected, uint64_t desired)
+    uint32_t ef_load32_acq(const uint32_t *p)
+    uint32_t ef_load32_rlx(const uint32_t *p)
+    uint32_t ef_load32_sc(const uint32_t *p)
+    void ef_store32_rel(uint32_t *p, uint32_t v)
+    void ef_store32_sc(uint32_t *p, uint32_t v)
+    uint32_t ef_add32_sc(uint32_t *p, uint32_t v)
+    uint32_t ef_sub32_sc(uint32_t *p, uint32_t v)
+    bint ef_cas32_sc(uint32_t *p, uint32_t expected, uint32_t desired)
+    int32_t ef_load_i32_acq(const int32_t *p)
+    bint ef_cas_i32_sc(int32_t *p, int32_t expected, int32_t desired)
+    void ef_store_i32_rel(int32_t *p, int32_t v)
+    void ef_fence_sc()

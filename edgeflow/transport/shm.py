@@ -1,0 +1,431 @@
+"""Shared-memory transport: Publisher and Subscriber over the compiled ring (edgeflow._fast.ring).
+
+One ring per (app, topic), in /dev/shm as ``edgeflow.<app>.<topic>.ctl`` plus ``edgeflow.<app>.<topic>.g<N>``
+(one data segment per generation). Frames travel raw: a reader's ``frame.data`` is a read-only numpy array that
+views the writer's slot (no copy at any size), or ``bytes`` when bytes were published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import re
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from edgeflow._fast import ring as _ring
+from edgeflow.errors import (ClosedResourceError, ConfigError, FrameTooLarge, ReceiveTimeout, WriterGone)
+from edgeflow.frame import Frame
+from edgeflow.qos import QoS
+
+__all__ = ["Publisher", "Subscriber", "Loan", "PublisherStats", "SubscriberStats", "ring_name",
+           "MAX_META_BYTES", "DEFAULT_APP"]
+
+MAX_META_BYTES = _ring.MAX_META          #: JSON metadata limit per frame (bytes, after encoding)
+DEFAULT_APP = "default"
+_KIND_BYTES, _KIND_ARRAY = 0, 1
+_TOPIC = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+_APP = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")   # no '.': it separates app and topic in segment names
+
+
+def ring_name(app: str | None, topic: str) -> str:
+    """The segment prefix of a topic: ``edgeflow.<app>.<topic>``; ConfigError for a bad name.
+
+    Topics may use letters, digits, ``-``, ``_`` and ``.``; app names the same but ``.`` (so that app ``a`` with
+    topic ``b.c`` and app ``a.b`` with topic ``c`` can never collide).
+    """
+    app = app if app is not None else os.environ.get("EDGEFLOW_APP", DEFAULT_APP)
+    if not isinstance(app, str) or not _APP.fullmatch(app):
+        raise ConfigError(f"app name {app!r}: use 1-64 letters, digits, '-' or '_' (no '.')")
+    if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
+        raise ConfigError(f"topic {topic!r}: use 1-100 letters, digits, '-', '_' or '.', not starting with '.'")
+    return f"edgeflow.{app}.{topic}"
+
+
+_dtype_codes: dict[np.dtype, bytes] = {}
+_dtypes: dict[bytes, np.dtype] = {}
+
+
+def _dtype_code(dtype: np.dtype) -> bytes:
+    code = _dtype_codes.get(dtype)
+    if code is None:
+        if dtype.fields is None and dtype.subdtype is None:
+            code = dtype.str.encode()
+        else:                                     # structured or sub-array dtypes keep their full description
+            code = b"D:" + repr(dtype.descr).encode()
+        _dtype_codes[dtype] = code
+    return code
+
+
+def _dtype_of(code: bytes) -> np.dtype:
+    dtype = _dtypes.get(code)
+    if dtype is None:
+        if code.startswith(b"D:"):
+            import ast
+            dtype = np.dtype(ast.literal_eval(code[2:].decode()))
+        else:
+            dtype = np.dtype(code.decode())
+        _dtypes[code] = dtype
+    return dtype
+
+
+def _encode_meta(topic: str, meta: dict | None) -> bytes:
+    if not meta:
+        return b""
+    try:
+        blob = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{topic}: meta must be a JSON-able dict ({exc})") from None
+    if len(blob) > MAX_META_BYTES:
+        raise FrameTooLarge(f"{topic}: meta is {len(blob)} bytes as JSON, the limit is {MAX_META_BYTES}")
+    return blob
+
+
+def _check_array(topic: str, dtype: np.dtype, ndim: int) -> None:
+    if dtype.hasobject:
+        raise TypeError(f"{topic}: arrays of Python objects (dtype {dtype}) cannot be shared; "
+                        "use a numeric dtype, bytes, or JSON in meta")
+    if ndim > _ring.MAX_NDIM:
+        raise ValueError(f"{topic}: {ndim} dimensions, the limit is {_ring.MAX_NDIM}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PublisherStats:
+    """Snapshot of a Publisher: frames published, ring geometry, back-pressure and the attached readers."""
+    topic: str
+    published: int
+    generation: int
+    slots: int
+    slot_bytes: int
+    pinned_slots: int
+    backpressure_waits: int
+    readers: tuple
+    groups: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class SubscriberStats:
+    """Snapshot of a Subscriber: frames received, skipped (drops), copied instead of pinned, held now, lag."""
+    topic: str
+    received: int
+    drops: int
+    copies: int
+    held: int
+    lag: int
+
+
+class Loan:
+    """A writable array inside a free slot of the ring: fill it in place, then ``commit()`` (or ``abort()``).
+
+    Used as a context manager (``with pub.loan(shape, dtype) as buf:``) it commits when the block ends without an
+    exception and aborts otherwise. The slot is handed out as it is, not cleared. After commit the array is made
+    read-only; arrays derived from it before must not be written any more.
+    """
+
+    def __init__(self, publisher: "Publisher", shape: tuple, dtype: Any, timestamp: float | None,
+                 meta: dict | None) -> None:
+        self._pub = publisher
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(int(n) for n in shape)
+        _check_array(publisher.topic, self.dtype, len(self.shape))
+        if any(n < 0 for n in self.shape):
+            raise ValueError(f"{publisher.topic}: loan shape {self.shape} has a negative dimension")
+        self.timestamp = time.time() if timestamp is None else float(timestamp)   # capture starts now
+        self._meta = _encode_meta(publisher.topic, meta)
+        nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        buf = publisher._writer_or_raise().begin(nbytes)
+        self.array = np.frombuffer(buf, dtype=self.dtype).reshape(self.shape)
+        self.frame_id: int | None = None
+
+    def commit(self, *, timestamp: float | None = None, meta: dict | None = None) -> int:
+        """Publish the filled slot; returns its frame_id."""
+        if meta is not None:
+            self._meta = _encode_meta(self._pub.topic, meta)
+        ts = self.timestamp if timestamp is None else float(timestamp)
+        self.frame_id = self._pub._writer_or_raise().commit(
+            _KIND_ARRAY, _dtype_code(self.dtype), self.shape, ts, self._meta)
+        self.array.flags.writeable = False
+        self._pub._published += 1
+        return self.frame_id
+
+    def abort(self) -> None:
+        """Give the slot back unpublished."""
+        if self.frame_id is None and not self._pub.is_closed():
+            self._pub._writer.abort()
+        self.array.flags.writeable = False
+
+    def __enter__(self) -> np.ndarray:
+        return self.array
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class Publisher:
+    """The one writer of a topic's shared-memory ring.
+
+    Args:
+        topic: the topic name (letters, digits, ``-``, ``_``, ``.``).
+        app: the app namespace (default: ``$EDGEFLOW_APP`` or ``"default"``); two apps never collide.
+        slots: slots in the ring (3 to 64). DURABLE readers can lag by up to this many frames before back-pressure.
+        slot_bytes: payload bytes per slot; 0 sizes the ring from the first frame. Larger frames grow the ring
+            to a new generation (readers follow without losing a frame) unless ``grow=False``.
+        backpressure_timeout: seconds a publish waits for a DURABLE reader that is a whole ring behind before it
+            raises BackpressureTimeout naming that reader.
+
+    Raises:
+        ConfigError: bad name or option, or the topic already has a live publisher.
+        LayoutMismatch: /dev/shm holds a segment of that name that is not a ring of this version.
+
+    Example:
+        >>> with Publisher("camera", app="demo") as pub:
+        ...     fid = pub.publish(np.zeros((480, 640, 3), np.uint8), meta={"exposure": 0.01})
+    """
+
+    def __init__(self, topic: str, *, app: str | None = None, slots: int = 8, slot_bytes: int = 0,
+                 grow: bool = True, backpressure_timeout: float = 5.0) -> None:
+        self._closed = True
+        self.name = ring_name(app, topic)
+        self.topic = topic
+        self.app = self.name.split(".")[1]
+        self._published = 0
+        self._writer = _ring.RingWriter.create(self.name, slots=slots, slot_bytes=slot_bytes, grow=grow,
+                                               backpressure_timeout=backpressure_timeout)
+        self._closed = False
+
+    def _writer_or_raise(self) -> "_ring.RingWriter":
+        if self._closed:
+            raise ClosedResourceError(f"{self.topic}: publisher is closed")
+        return self._writer
+
+    def publish(self, data: Any, timestamp: float | None = None, meta: dict | None = None) -> int:
+        """Copy ``data`` (ndarray, bytes-like, or Frame) into a slot and publish it; returns its frame_id.
+
+        Non-contiguous arrays are accepted and copied once into the slot. ``timestamp`` is the capture time in
+        seconds (default: now); ``meta`` a JSON-able dict of at most MAX_META_BYTES once encoded.
+        """
+        writer = self._writer_or_raise()
+        if isinstance(data, Frame):
+            timestamp = data.timestamp if timestamp is None else timestamp
+            meta = data.meta if meta is None else meta
+            data = data.data
+        ts = time.time() if timestamp is None else float(timestamp)
+        blob = _encode_meta(self.topic, meta)
+        if isinstance(data, np.ndarray):
+            _check_array(self.topic, data.dtype, data.ndim)
+            if not data.flags.c_contiguous:   # strided views are copied once, straight into the slot
+                loan = Loan(self, data.shape, data.dtype, ts, None)
+                np.copyto(loan.array, data)
+                loan._meta = blob
+                return loan.commit()
+            fid = writer.publish(data, _KIND_ARRAY, _dtype_code(data.dtype), data.shape, ts, blob)
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            fid = writer.publish(data, _KIND_BYTES, b"", (), ts, blob)
+        else:
+            raise TypeError(f"{self.topic}: cannot publish {type(data).__name__}; "
+                            "publish a numpy array, bytes, or a Frame")
+        self._published += 1
+        return fid
+
+    def loan(self, shape: tuple, dtype: Any = np.uint8, *, timestamp: float | None = None,
+             meta: dict | None = None) -> Loan:
+        """A writable array of ``shape`` and ``dtype`` inside a slot, for zero-copy producing.
+
+        ``with pub.loan((1080, 1920, 3), "uint8") as buf: cv2.resize(src, (1920, 1080), dst=buf)`` publishes
+        when the block exits without an error. A Publisher has one open loan at a time. The timestamp defaults to
+        the moment the loan was taken (capture starts then).
+        """
+        return Loan(self, shape, dtype, timestamp, meta)
+
+    def declare_group(self, group: str, qos: QoS | str = QoS.DURABLE) -> None:
+        """Create a subscriber group now, before any member attaches, and keep it while no member is attached.
+
+        A declared DURABLE group receives every frame published from now on, even before its first member
+        subscribes (how the runtime makes durable links deliver from the producer's very first frame).
+        """
+        qos = QoS.parse(qos)
+        self._writer_or_raise().declare_group(group, durable=qos is QoS.DURABLE)
+
+    def statistics(self) -> PublisherStats:
+        """A snapshot of this publisher and its ring."""
+        s = self._writer_or_raise().statistics()
+        return PublisherStats(self.topic, self._published, s["generation"], s["slots"], s["slot_bytes"],
+                              s["pinned_slots"], s["backpressure_waits"], tuple(s["readers"]),
+                              tuple(s["groups"]))
+
+    def is_closed(self) -> bool:
+        """True after close()."""
+        return self._closed
+
+    def close(self) -> None:
+        """Stop publishing and remove the ring; attached readers drain what is left, then see WriterGone."""
+        if not self._closed:
+            self._closed = True
+            self._writer.close()
+
+    terminate = close
+
+    def __enter__(self) -> "Publisher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<Publisher {self.name}{' closed' if self._closed else ''}>"
+
+
+class Subscriber:
+    """A reader of a topic's shared-memory ring. It may start before its Publisher (it waits for frames).
+
+    Args:
+        topic, app: as for Publisher.
+        qos: REALTIME (newest frame not seen yet; skipped frames are counted as drops) or DURABLE (every frame
+            published after attaching, in order, exactly once; at least once across a crash of a group member).
+        group: subscribers with the same group name share the stream: each frame goes to exactly one member.
+            A DURABLE group's position survives the death of its members; it ends when the last member closes.
+        max_held: frames this subscriber may hold (pin) at once; one more raises HeldFramesError.
+
+    ``frame.data`` of a received frame is a read-only numpy array viewing the slot (bytes when bytes were
+    published). It stays valid while referenced; ``frame.release()`` or leaving ``with sub.recv() as frame:``
+    lets the writer reuse the slot. Keep data longer with ``frame.copy()``.
+
+    Example:
+        >>> with Subscriber("camera", app="demo", qos=QoS.DURABLE) as sub:
+        ...     with sub.recv(timeout=1.0) as frame:
+        ...         print(frame.frame_id, frame.data.shape)
+    """
+
+    def __init__(self, topic: str, *, app: str | None = None, qos: QoS | str = QoS.REALTIME,
+                 group: str | None = None, max_held: int = 4) -> None:
+        self._closed = True
+        self.name = ring_name(app, topic)
+        self.topic = topic
+        self.app = self.name.split(".")[1]
+        self.qos = QoS.parse(qos)
+        if self.qos is QoS.BALANCED:
+            raise ConfigError(f"{topic}: BALANCED is provided by the node runtime, not by a raw Subscriber; "
+                              "use REALTIME or DURABLE")
+        self.group = group
+        self._max_held = max_held
+        self._reader = self._attach()
+        self._closed = False
+
+    def _attach(self) -> "_ring.RingReader":
+        return _ring.RingReader.attach(self.name, durable=self.qos is QoS.DURABLE, group=self.group,
+                                       max_held=self._max_held)
+
+    def _reader_or_raise(self) -> "_ring.RingReader":
+        if self._closed:
+            raise ClosedResourceError(f"{self.topic}: subscriber is closed")
+        return self._reader
+
+    def _frame(self, view: "_ring.SlotView") -> Frame:
+        meta = view.meta
+        meta = json.loads(meta) if meta else {}
+        if view.kind == _KIND_BYTES:
+            data: Any = bytes(view)
+        else:
+            data = np.frombuffer(view, dtype=_dtype_of(view.dtype)).reshape(view.shape)
+        return Frame(data, frame_id=view.seq, timestamp=view.timestamp, meta=meta, topic=self.topic)
+
+    def recv_nowait(self) -> Frame | None:
+        """The next frame (per the QoS), or None when there is nothing new. Never blocks."""
+        view = self._reader_or_raise().take_nowait()
+        return None if view is None else self._frame(view)
+
+    def recv(self, timeout: float | None = None) -> Frame:
+        """Wait for the next frame, at most ``timeout`` seconds (None waits forever).
+
+        Raises:
+            ReceiveTimeout: nothing arrived in time (a TimeoutError).
+            WriterGone: the publisher closed (``.clean``) or died, and nothing is left to read. The subscriber
+                stays usable: it receives again once a publisher is back.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            frame = self.recv_nowait()
+            if frame is not None:
+                return frame
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            status = self._reader.wait(remaining)
+            if status == _ring.TIMEOUT:
+                raise ReceiveTimeout(f"{self.topic}: nothing received within {timeout:g} s")
+            if status != _ring.READY:
+                frame = self.recv_nowait()        # drain what the writer left before saying it is gone
+                if frame is not None:
+                    return frame
+                self._writer_gone(status)
+
+    async def arecv(self, timeout: float | None = None) -> Frame:
+        """``recv`` for asyncio (and uvloop): waits in a worker thread, never blocking the event loop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            frame = self.recv_nowait()
+            if frame is not None:
+                return frame
+            remaining = 0.25 if deadline is None else min(0.25, max(0.0, deadline - time.monotonic()))
+            status = await asyncio.to_thread(self._reader_or_raise().wait, remaining)
+            if status == _ring.TIMEOUT and deadline is not None and time.monotonic() >= deadline:
+                raise ReceiveTimeout(f"{self.topic}: nothing received within {timeout:g} s")
+            if status in (_ring.WRITER_CLOSED, _ring.WRITER_DEAD):
+                frame = self.recv_nowait()
+                if frame is not None:
+                    return frame
+                self._writer_gone(status)
+
+    def _writer_gone(self, status: int) -> None:
+        """Raise WriterGone once nothing is left to drain. After a clean close the ring is gone, so attach to
+        whatever ring a future publisher makes; after a crash the next publisher takes this ring over."""
+        if status == _ring.WRITER_CLOSED:
+            self._reader.close()
+            self._reader = self._attach()
+            raise WriterGone(f"{self.topic}: the publisher closed", clean=True)
+        raise WriterGone(f"{self.topic}: the publisher died; waiting for a new one to take the ring over",
+                         clean=False)
+
+    def writer_status(self) -> str:
+        """'none' (no publisher yet), 'running', 'closed' or 'dead'."""
+        return self._reader_or_raise().writer_status()
+
+    def statistics(self) -> SubscriberStats:
+        """A snapshot of this subscriber."""
+        s = self._reader_or_raise().statistics()
+        return SubscriberStats(self.topic, s["taken"], s["drops"], s["copies"], s["held"], s["lag"])
+
+    def is_closed(self) -> bool:
+        """True after close()."""
+        return self._closed
+
+    def close(self) -> None:
+        """Detach: drop this subscriber's pins (frames it still holds stay readable but unprotected)."""
+        if not self._closed:
+            self._closed = True
+            self._reader.close()
+
+    def __enter__(self) -> "Subscriber":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<Subscriber {self.name} {self.qos.name}{' closed' if self._closed else ''}>"
