@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import os
 import re
 import time
@@ -129,17 +130,16 @@ class Loan:
 
     def __init__(self, publisher: "Publisher", shape: tuple, dtype: Any, timestamp: float | None,
                  meta: dict | None) -> None:
-        self._pub = publisher
-        self.dtype = np.dtype(dtype)
-        self.shape = tuple(int(n) for n in shape)
-        _check_array(publisher.topic, self.dtype, len(self.shape))
-        if any(n < 0 for n in self.shape):
-            raise ValueError(f"{publisher.topic}: loan shape {self.shape} has a negative dimension")
         self.timestamp = time.time() if timestamp is None else float(timestamp)   # capture starts now
+        self._pub = publisher
+        self.dtype = dtype if type(dtype) is np.dtype else np.dtype(dtype)
+        self.shape = shape = (shape,) if type(shape) is int else tuple(shape)
+        if self.dtype.hasobject or len(shape) > _ring.MAX_NDIM or min(shape, default=0) < 0:
+            _check_array(publisher.topic, self.dtype, len(shape))
+            raise ValueError(f"{publisher.topic}: loan shape {shape} has a negative dimension")
         self._meta = _encode_meta(publisher.topic, meta)
-        nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-        buf = publisher._writer_or_raise().begin(nbytes)
-        self.array = np.frombuffer(buf, dtype=self.dtype).reshape(self.shape)
+        buf = publisher._writer_or_raise().begin(math.prod(shape) * self.dtype.itemsize)
+        self.array = np.frombuffer(buf, dtype=self.dtype).reshape(shape)
         self.frame_id: int | None = None
 
     def commit(self, *, timestamp: float | None = None, meta: dict | None = None) -> int:

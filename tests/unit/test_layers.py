@@ -1,0 +1,30 @@
+"""The layers of DESIGN.md stay layered: lower layers never import upper ones."""
+
+import pathlib
+import re
+
+import edgeflow
+
+IMPORTS = re.compile(r"^\s*(?:from|c?import)\s+(edgeflow[\w.]*)", re.M)
+MAY_NOT_IMPORT = {"_fast": ("nodes", "transport", "runtime", "graph", "gateway", "cli", "deploy"),
+                  "transport": ("nodes", "runtime", "graph", "gateway", "cli", "deploy"),
+                  "nodes": ("_fast", "transport", "runtime", "graph", "gateway", "cli", "deploy")}
+LEAVES = ("errors.py",)          # errors imports nothing from edgeflow at all
+
+
+def test_lower_layers_never_import_upper_ones():
+    pkg = pathlib.Path(edgeflow.__file__).parent
+    checked = 0
+    for layer, banned in MAY_NOT_IMPORT.items():
+        prefixes = tuple(f"edgeflow.{name}" for name in banned)
+        for src in (pkg / layer).rglob("*.p[yx]*"):          # .py .pyx .pxd .pxi .pyi
+            checked += 1
+            for target in IMPORTS.findall(src.read_text()):
+                assert not target.startswith(prefixes), f"{src.name} imports {target}"
+    assert checked >= 5
+
+
+def test_errors_module_is_a_leaf():
+    pkg = pathlib.Path(edgeflow.__file__).parent
+    for name in LEAVES:
+        assert not IMPORTS.findall((pkg / name).read_text()), f"{name} must not import edgeflow"
