@@ -27,7 +27,7 @@
 
 enum { EF_READER_FREE = 0, EF_READER_CLAIMED = 1, EF_READER_ACTIVE = 2 };
 enum { EF_GROUP_FREE = 0, EF_GROUP_ACTIVE = 1 };
-enum { EF_MODE_REALTIME = 0, EF_MODE_DURABLE = 1 };
+enum { EF_MODE_REALTIME = 0, EF_MODE_DURABLE = 1, EF_MODE_BALANCED = 2 };
 enum { EF_GROUP_PRIVATE = 1, EF_GROUP_PERSISTENT = 2 };
 enum { EF_WRITER_NONE = 0, EF_WRITER_RUNNING = 1, EF_WRITER_CLOSED = 2 };
 enum { EF_KIND_BYTES = 0, EF_KIND_ARRAY = 1 };
@@ -48,11 +48,12 @@ typedef struct {                 /* 1024 bytes */
     uint32_t mode;
     uint32_t members;            /* live attached readers */
     uint32_t flags;
-    uint64_t cursor;             /* DURABLE: next seq to take. REALTIME: last seq taken */
+    uint64_t cursor;             /* DURABLE, BALANCED: next seq to take. REALTIME: last seq taken */
     uint64_t drops;              /* REALTIME frames skipped; DURABLE frames lost to an overrun (never expected) */
     uint64_t taken;
     uint32_t redeliver_n;        /* non-empty redeliver entries (the writer skips the scan at zero) */
-    uint8_t _pad1[36];
+    uint32_t max_lag;            /* BALANCED: frames behind beyond which the group skips to the newest */
+    uint8_t _pad1[32];
     uint64_t redeliver[EF_REDELIVER];  /* DURABLE: seqs a dead member took but never released; 0 = empty */
     uint8_t _pad2[1024 - 128 - 8 * EF_REDELIVER];
 } ef_group;

@@ -7,7 +7,7 @@ cdef extern from "_layout.h" nogil:
     uint32_t EF_REDELIVER, EF_MAX_NDIM, EF_PAGE, EF_META_AREA, EF_MAX_META, EF_MAX_DTYPE
     enum: EF_READER_FREE, EF_READER_CLAIMED, EF_READER_ACTIVE
     enum: EF_GROUP_FREE, EF_GROUP_ACTIVE
-    enum: EF_MODE_REALTIME, EF_MODE_DURABLE
+    enum: EF_MODE_REALTIME, EF_MODE_DURABLE, EF_MODE_BALANCED
     enum: EF_GROUP_PRIVATE, EF_GROUP_PERSISTENT
     enum: EF_WRITER_NONE, EF_WRITER_RUNNING, EF_WRITER_CLOSED
     enum: EF_KIND_BYTES, EF_KIND_ARRAY
@@ -30,6 +30,7 @@ cdef extern from "_layout.h" nogil:
         uint64_t drops
         uint64_t taken
         uint32_t redeliver_n
+        uint32_t max_lag
         uint64_t redeliver[64]
 
     ctypedef struct ef_ctl:

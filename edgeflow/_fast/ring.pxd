@@ -56,6 +56,8 @@ cdef class RingReader:
     cdef uint64_t bit
     cdef uint32_t group
     cdef readonly bint durable
+    cdef readonly uint32_t mode
+    cdef readonly uint32_t max_lag
     cdef readonly str group_name
     cdef readonly int max_held
     cdef readonly int held
@@ -72,6 +74,8 @@ cdef class RingReader:
     cdef object _view(self, _Generation gm, uint32_t idx, uint64_t seq, bint pinned)
     cdef object _take_realtime(self)
     cdef object _take_durable(self)
+    cdef object _take_balanced(self)
+    cdef void _skip_to(self, ef_group *g, uint64_t cur, uint64_t newest) noexcept
     cdef object _take_redelivered(self, ef_group *g)
     cdef void _drop(self, object v, _Generation gm, uint32_t idx, int pinned)
     cdef object _took(self, ef_group *g, object v)

@@ -31,6 +31,7 @@ from edgeflow.errors import (BackpressureTimeout, ClosedResourceError, ConfigErr
 
 # wait() results
 READY, TIMEOUT, WRITER_CLOSED, WRITER_DEAD = 0, 1, 2, 3
+_MODE_NAMES = {EF_MODE_REALTIME: "REALTIME", EF_MODE_DURABLE: "DURABLE", EF_MODE_BALANCED: "BALANCED"}
 
 cdef uint64_t NO_LIMIT = 0xFFFFFFFFFFFFFFFFULL
 cdef double LIVENESS_PERIOD = 0.1      # how often a sleeping reader checks that the writer is alive
@@ -338,7 +339,8 @@ cdef void _free_group(ef_ctl *c, uint32_t gi) noexcept:
     memset(g.redeliver, 0, sizeof(g.redeliver))
 
 
-cdef int _join_group(ef_ctl *c, bytes name, uint32_t mode, uint32_t flags, uint32_t add_members) except -1:
+cdef int _join_group(ef_ctl *c, bytes name, uint32_t mode, uint32_t flags, uint32_t add_members,
+                     uint32_t max_lag) except -1:
     """Index of the group called name (created when absent). Call with the table lock held."""
     cdef uint32_t i
     cdef ef_group *g
@@ -348,9 +350,8 @@ cdef int _join_group(ef_ctl *c, bytes name, uint32_t mode, uint32_t flags, uint3
             g = &c.groups[i]
             if g.state == EF_GROUP_ACTIVE and not (g.flags & EF_GROUP_PRIVATE) and g.name == name:
                 if g.mode != mode:
-                    have = "DURABLE" if g.mode == EF_MODE_DURABLE else "REALTIME"
-                    want = "DURABLE" if mode == EF_MODE_DURABLE else "REALTIME"
-                    raise ConfigError(f"group {name.decode()!r} is {have}; cannot join it as {want}")
+                    raise ConfigError(f"group {name.decode()!r} is {_MODE_NAMES[g.mode]}; "
+                                      f"cannot join it as {_MODE_NAMES[mode]}")
                 g.members += add_members
                 g.flags |= flags
                 return i
@@ -360,15 +361,16 @@ cdef int _join_group(ef_ctl *c, bytes name, uint32_t mode, uint32_t flags, uint3
             memset(g.name, 0, EF_GROUP_NAME_BYTES)
             memcpy(g.name, <char *>name, len(name))
             g.mode = mode
+            g.max_lag = max_lag
             g.flags = flags
             g.members = add_members
             g.drops = 0
             g.taken = 0
             g.redeliver_n = 0
             memset(g.redeliver, 0, sizeof(g.redeliver))
-            # DURABLE: the first frame published after now. REALTIME: cursor is the last seq taken.
+            # DURABLE, BALANCED: the first frame published after now. REALTIME: cursor is the last seq taken.
             last = ef_load64_acq(&c.last_seq)
-            ef_store64_sc(&g.cursor, last + 1 if mode == EF_MODE_DURABLE else last)
+            ef_store64_sc(&g.cursor, last if mode == EF_MODE_REALTIME else last + 1)
             if mode == EF_MODE_DURABLE:
                 ef_add32_sc(&c.durable_groups, 1)
             ef_store32_rel(&g.state, EF_GROUP_ACTIVE)
@@ -376,6 +378,50 @@ cdef int _join_group(ef_ctl *c, bytes name, uint32_t mode, uint32_t flags, uint3
                 c.group_hwm = i + 1
             return i
     raise TransportError(f"{EF_MAX_GROUPS} subscriber groups already attached; close some subscribers")
+
+
+cdef uint32_t _mode(bint durable, uint32_t max_lag):
+    if durable:
+        return EF_MODE_DURABLE
+    return EF_MODE_BALANCED if max_lag else EF_MODE_REALTIME
+
+
+cdef void _declare(ef_ctl *c, str group, bint durable, uint32_t max_lag) except *:
+    _lock(c)
+    try:
+        _join_group(c, _group_name(group), _mode(durable, max_lag), EF_GROUP_PERSISTENT, 0, max_lag)
+    finally:
+        _unlock(c)
+
+
+def declare_group(str name, str group, *, bint durable, uint32_t max_lag=0):
+    """Create ring ``name``'s control segment if needed and a persistent group in it, before any writer or
+    member exists (a DURABLE group then keeps every frame from the writer's first). The caller owns the cleanup
+    of a ring nobody writes to (remove_ring)."""
+    m = _open_ctl(name + ".ctl")
+    _declare(<ef_ctl *>m.addr, group, durable, max_lag)
+
+
+def remove_ring(str name):
+    """Unlink every segment of ring ``name`` (its generations and its control segment); returns how many.
+    Processes that still map them keep their mappings."""
+    cdef stat st
+    cdef int fd = _open(name + ".ctl", O_RDWR)
+    removed = 0
+    cdef ef_ctl *c
+    if fd >= 0:
+        try:
+            fstat(fd, &st)
+            if <size_t>st.st_size == sizeof(ef_ctl):
+                m = _map(fd, sizeof(ef_ctl), name + ".ctl", False)
+                c = <ef_ctl *>m.addr
+                if c.magic == EF_CTL_MAGIC:
+                    for n in range(max(c.oldest_gen, 1), c.generation + 1):
+                        removed += unlink_segment(_gen_name(name, n))
+        finally:
+            close(fd)
+        removed += unlink_segment(name + ".ctl")
+    return removed
 
 
 cdef bytes _group_name(str group):
@@ -689,15 +735,10 @@ cdef class RingWriter:
             PyBuffer_Release(&pb)
         return self.commit(kind, dtype, shape, timestamp, meta)
 
-    def declare_group(self, str group, *, bint durable):
+    def declare_group(self, str group, *, bint durable, uint32_t max_lag=0):
         """Create a persistent group (it keeps its cursor while no member is attached, until the ring closes)."""
         self._check_open()
-        _lock(self.ctl)
-        try:
-            _join_group(self.ctl, _group_name(group), EF_MODE_DURABLE if durable else EF_MODE_REALTIME,
-                        EF_GROUP_PERSISTENT, 0)
-        finally:
-            _unlock(self.ctl)
+        _declare(self.ctl, group, durable, max_lag)
 
     def housekeeping(self):
         """Reclaim dead readers and remove generations nobody needs any more (runs every 0.5 s by itself)."""
@@ -758,6 +799,25 @@ cdef class RingWriter:
 
     def is_closed(self):
         return self.closed
+
+    def drain(self, double timeout):
+        """Wait up to timeout seconds until every DURABLE group has taken every published frame; True if so."""
+        self._check_open()
+        cdef ef_ctl *c = self.ctl
+        cdef double deadline = _mono() + timeout
+        cdef uint32_t seen
+        while True:
+            ef_store32_sc(&c.writer_waiting, 1)
+            seen = ef_load32_sc(&c.consumed_futex)
+            if self._protected_from() > c.last_seq:
+                ef_store32_rel(&c.writer_waiting, 0)
+                return True
+            if _mono() >= deadline:
+                ef_store32_rel(&c.writer_waiting, 0)
+                return False
+            with nogil:
+                _futex_wait(&c.consumed_futex, seen, min(deadline - _mono(), 0.05))
+            self.reclaim_dead()
 
     def close(self):
         """Stop writing, wake every reader (they see 'writer closed') and remove the ring's segments."""
@@ -833,8 +893,9 @@ cdef dict _ring_statistics(ef_ctl *c, _Generation cur, str name, uint64_t waits,
         if g.state != EF_GROUP_ACTIVE:
             continue
         durable = g.mode == EF_MODE_DURABLE
-        lag = (c.last_seq + 1 - g.cursor) if durable else (c.last_seq - g.cursor)
-        groups.append({"index": i, "name": g.name.decode() or None, "durable": durable, "members": g.members,
+        lag = (c.last_seq - g.cursor) if g.mode == EF_MODE_REALTIME else (c.last_seq + 1 - g.cursor)
+        groups.append({"index": i, "name": g.name.decode() or None, "durable": durable,
+                       "mode": _MODE_NAMES[g.mode], "members": g.members,
                        "cursor": g.cursor, "lag": lag, "drops": g.drops, "taken": g.taken,
                        "persistent": bool(g.flags & EF_GROUP_PERSISTENT), "redeliver": g.redeliver_n})
     return {"name": name, "last_seq": c.last_seq, "generation": c.generation,
@@ -852,15 +913,19 @@ cdef class RingReader:
     """One reader of a ring. See ring.pyi for the documented API."""
 
     @staticmethod
-    def attach(str name, *, bint durable=False, str group=None, int max_held=4):
+    def attach(str name, *, bint durable=False, str group=None, int max_held=4, uint32_t max_lag=0):
         if max_held < 1:
             raise ConfigError(f"{name}: max_held must be at least 1")
+        if durable and max_lag:
+            raise ConfigError(f"{name}: max_lag is for BALANCED readers, not DURABLE ones")
         gname = _group_name(group)
         cdef RingReader r = RingReader.__new__(RingReader)
         r.closed = True
         r.name = name
         r.gens = {}
         r.durable = durable
+        r.mode = _mode(durable, max_lag)
+        r.max_lag = max_lag
         r.group_name = group
         r.max_held = max_held
         r.ctl_map = _open_ctl(name + ".ctl")
@@ -882,7 +947,7 @@ cdef class RingReader:
                     break
             else:
                 raise TransportError(f"{self.name}: {EF_MAX_READERS} subscribers already attached")
-            gi = _join_group(c, gname, EF_MODE_DURABLE if self.durable else EF_MODE_REALTIME, flags, 1)
+            gi = _join_group(c, gname, self.mode, flags, 1, self.max_lag)
             e = &c.readers[i]
             e.group = gi
             e.pid = pid
@@ -910,7 +975,7 @@ cdef class RingReader:
         cdef uint64_t cursor = self.ctl.groups[self.group].cursor
         for n in list(self.gens):
             g = <_Generation>self.gens[n]
-            if n < newest and (not self.durable or g.hdr.sealed_last < cursor):
+            if n < newest and (self.mode == EF_MODE_REALTIME or g.hdr.sealed_last < cursor):
                 del self.gens[n]
 
     cdef _Generation _gen_for_seq(self, uint64_t seq):
@@ -1063,6 +1128,43 @@ cdef class RingReader:
             self._drop(v, gm, idx, pinned)
         return None
 
+    cdef object _take_balanced(self):
+        """Every frame in order while fewer than max_lag behind; beyond that, skip to the newest. The writer never
+        waits for a BALANCED group, so a frame it overwrote meanwhile is skipped too (counted as drops)."""
+        cdef ef_ctl *c = self.ctl
+        cdef ef_group *g = &c.groups[self.group]
+        cdef uint64_t cur, last, s
+        cdef uint32_t idx
+        cdef int pinned
+        cdef _Generation gm
+        for attempt in range(256):
+            cur = ef_load64_acq(&g.cursor)
+            last = ef_load64_acq(&c.last_seq)
+            if cur > last:
+                return None
+            gm = self._gen_for_seq(cur) if last - cur < g.max_lag else None
+            if gm is None:
+                self._skip_to(g, cur, last)
+                continue
+            idx = gm.hdr.index[cur % gm.slot_count]
+            pinned = self._pin(gm, idx)
+            s = ef_load64_sc(&gm.slot(idx).seq)
+            if s != cur:                              # overwritten while we lagged
+                if pinned:
+                    self._unpin(gm, idx)
+                self._skip_to(g, cur, ef_load64_acq(&c.last_seq))
+                continue
+            v = self._view(gm, idx, cur, pinned)
+            if v is not None and ef_cas64_sc(&g.cursor, cur, cur + 1):
+                return self._took(g, v)
+            self._drop(v, gm, idx, pinned)
+        return None
+
+    cdef void _skip_to(self, ef_group *g, uint64_t cur, uint64_t newest) noexcept:
+        if newest > cur and ef_cas64_sc(&g.cursor, cur, newest):
+            ef_add64_rlx(&g.drops, newest - cur)
+            self.drops += newest - cur
+
     cdef object _take_redelivered(self, ef_group *g):
         """A frame a dead member of this group took but never released (at-least-once across a crash)."""
         cdef uint32_t k, idx
@@ -1116,16 +1218,18 @@ cdef class RingReader:
     def take_nowait(self):
         """The next frame for this reader as a SlotView, or None when there is none."""
         self._check_open()
-        if self.durable:
+        if self.mode == EF_MODE_DURABLE:
             return self._take_durable()
+        if self.mode == EF_MODE_BALANCED:
+            return self._take_balanced()
         return self._take_realtime()
 
     cdef bint _has_new(self) noexcept nogil:
         cdef ef_group *g = &self.ctl.groups[self.group]
         cdef uint64_t last = ef_load64_acq(&self.ctl.last_seq)
-        if self.durable:
-            return ef_load64_acq(&g.cursor) <= last or ef_load32_acq(&g.redeliver_n) > 0
-        return last > ef_load64_acq(&g.cursor)
+        if self.mode == EF_MODE_REALTIME:
+            return last > ef_load64_acq(&g.cursor)
+        return ef_load64_acq(&g.cursor) <= last or ef_load32_acq(&g.redeliver_n) > 0
 
     def wait(self, timeout=None):
         """Sleep until something may be ready (READY), the timeout passes (TIMEOUT), or the writer is gone
@@ -1177,10 +1281,10 @@ cdef class RingReader:
         self._check_open()
         cdef ef_group *g = &self.ctl.groups[self.group]
         last = self.ctl.last_seq
-        lag = (last + 1 - g.cursor) if self.durable else (last - g.cursor)
+        lag = (last - g.cursor) if self.mode == EF_MODE_REALTIME else (last + 1 - g.cursor)
         return {"index": self.index, "taken": self.taken, "drops": self.drops, "copies": self.copies,
                 "held": self.held, "lag": lag, "group_drops": g.drops, "group": self.group_name,
-                "durable": self.durable}
+                "durable": self.durable, "mode": _MODE_NAMES[self.mode]}
 
     def close(self):
         """Detach: drop this reader's pins and its membership (its private cursor goes with it)."""
@@ -1315,3 +1419,74 @@ cdef class SlotView:
 
     def __repr__(self):
         return f"<SlotView seq={self.desc.seq} {self.desc.nbytes} bytes{' copy' if self.owned else ''}>"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# waiting on several rings at once (a node with several inputs)
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <sys/syscall.h>
+    #ifndef SYS_futex_waitv
+    #define SYS_futex_waitv 449
+    #endif
+    /* struct futex_waitv of Linux 5.16+, under our own name so older kernel headers still compile */
+    typedef struct { uint64_t val; uint64_t uaddr; uint32_t flags; uint32_t reserved; } ef_futex_waitv;
+    #define EF_FUTEX_32 2
+    """
+    ctypedef struct ef_futex_waitv:
+        uint64_t val
+        uint64_t uaddr
+        uint32_t flags
+        uint32_t reserved
+    long SYS_futex_waitv
+    uint32_t EF_FUTEX_32
+
+cdef bint _have_waitv = True
+
+
+def wait_any(list readers, timeout=None):
+    """Sleep until one of several readers may have a frame; returns its index in the list, or -1 on timeout.
+
+    Uses futex_waitv (Linux 5.16+) to sleep on every ring at once, falling back to short naps on older kernels.
+    Wakes at least every 0.1 s so callers can check on writers (writer_status) between calls.
+    """
+    global _have_waitv
+    cdef Py_ssize_t n = len(readers), i
+    if n > 64:
+        raise ConfigError("wait_any: at most 64 readers")
+    cdef ef_futex_waitv w[64]
+    cdef RingReader r
+    cdef timespec ts
+    cdef long ret
+    cdef double deadline = _mono() + (1e9 if timeout is None else max(<double>timeout, 0.0))
+    cdef double now, until
+    while True:
+        for i in range(n):
+            r = readers[i]
+            r._check_open()
+            w[i].uaddr = <uint64_t>&r.ctl.seq_futex
+            w[i].val = ef_load32_acq(&r.ctl.seq_futex)   # before the check: a publish after it changes the word
+            w[i].flags = EF_FUTEX_32
+            w[i].reserved = 0
+        for i in range(n):
+            if (<RingReader>readers[i])._has_new():
+                return i
+        now = _mono()
+        if now >= deadline:
+            return -1
+        until = min(deadline, now + LIVENESS_PERIOD)
+        if not _have_waitv or n == 0:
+            time.sleep(min(until - now, 0.001))
+            continue
+        ts.tv_sec = <long>until
+        ts.tv_nsec = <long>((until - ts.tv_sec) * 1e9)
+        for i in range(n):
+            ef_add32_sc(&(<RingReader>readers[i]).ctl.readers_waiting, 1)
+        with nogil:
+            ret = syscall(SYS_futex_waitv, w, <unsigned int>n, 0, &ts, CLOCK_MONOTONIC)
+        for i in range(n):
+            ef_sub32_sc(&(<RingReader>readers[i]).ctl.readers_waiting, 1)
+        if ret < 0 and errno == 38:      # ENOSYS: a kernel before 5.16
+            _have_waitv = False

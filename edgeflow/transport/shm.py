@@ -25,10 +25,12 @@ from edgeflow.frame import Frame
 from edgeflow.qos import QoS
 
 __all__ = ["Publisher", "Subscriber", "Loan", "PublisherStats", "SubscriberStats", "ring_name",
-           "MAX_META_BYTES", "DEFAULT_APP"]
+           "declare_group", "remove_topic", "sweep_app", "wait_any", "MAX_META_BYTES", "DEFAULT_APP",
+           "DEFAULT_MAX_LAG"]
 
 MAX_META_BYTES = _ring.MAX_META          #: JSON metadata limit per frame (bytes, after encoding)
 DEFAULT_APP = "default"
+DEFAULT_MAX_LAG = 2                      #: BALANCED: frames waiting beyond which a subscriber skips to the newest
 _KIND_BYTES, _KIND_ARRAY = 0, 1
 _TOPIC = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 _APP = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")   # no '.': it separates app and topic in segment names
@@ -245,14 +247,15 @@ class Publisher:
         """
         return Loan(self, shape, dtype, timestamp, meta)
 
-    def declare_group(self, group: str, qos: QoS | str = QoS.DURABLE) -> None:
+    def declare_group(self, group: str, qos: QoS | str = QoS.DURABLE, *, max_lag: int = DEFAULT_MAX_LAG) -> None:
         """Create a subscriber group now, before any member attaches, and keep it while no member is attached.
 
         A declared DURABLE group receives every frame published from now on, even before its first member
         subscribes (how the runtime makes durable links deliver from the producer's very first frame).
         """
         qos = QoS.parse(qos)
-        self._writer_or_raise().declare_group(group, durable=qos is QoS.DURABLE)
+        self._writer_or_raise().declare_group(group, durable=qos is QoS.DURABLE,
+                                              max_lag=max_lag if qos is QoS.BALANCED else 0)
 
     def statistics(self) -> PublisherStats:
         """A snapshot of this publisher and its ring."""
@@ -265,11 +268,23 @@ class Publisher:
         """True after close()."""
         return self._closed
 
-    def close(self) -> None:
-        """Stop publishing and remove the ring; attached readers drain what is left, then see WriterGone."""
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until every DURABLE group has received every frame; True if it has."""
+        return self._writer_or_raise().drain(timeout)
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Stop publishing and remove the ring; attached readers drain what is left, then see WriterGone.
+
+        With ``timeout`` > 0, first wait that long for DURABLE groups to take every frame (``drain``), so a
+        subscriber that has not attached yet to its declared group still gets everything.
+        """
         if not self._closed:
-            self._closed = True
-            self._writer.close()
+            try:
+                if timeout > 0:
+                    self._writer.drain(timeout)
+            finally:
+                self._closed = True
+                self._writer.close()
 
     terminate = close
 
@@ -293,11 +308,14 @@ class Subscriber:
 
     Args:
         topic, app: as for Publisher.
-        qos: REALTIME (newest frame not seen yet; skipped frames are counted as drops) or DURABLE (every frame
-            published after attaching, in order, exactly once; at least once across a crash of a group member).
+        qos: REALTIME (newest frame not seen yet; skipped frames are counted as drops), DURABLE (every frame
+            published after attaching, in order, exactly once; at least once across a crash of a group member),
+            or BALANCED (every frame in order while at most ``max_lag`` frames wait, then skip to the newest;
+            never slows the publisher).
         group: subscribers with the same group name share the stream: each frame goes to exactly one member.
             A DURABLE group's position survives the death of its members; it ends when the last member closes.
         max_held: frames this subscriber may hold (pin) at once; one more raises HeldFramesError.
+        max_lag: BALANCED only (default DEFAULT_MAX_LAG = 2).
 
     ``frame.data`` of a received frame is a read-only numpy array viewing the slot (bytes when bytes were
     published). It stays valid while referenced; ``frame.release()`` or leaving ``with sub.recv() as frame:``
@@ -310,15 +328,15 @@ class Subscriber:
     """
 
     def __init__(self, topic: str, *, app: str | None = None, qos: QoS | str = QoS.REALTIME,
-                 group: str | None = None, max_held: int = 4) -> None:
+                 group: str | None = None, max_held: int = 4, max_lag: int | None = None) -> None:
         self._closed = True
         self.name = ring_name(app, topic)
         self.topic = topic
         self.app = self.name.split(".")[1]
         self.qos = QoS.parse(qos)
-        if self.qos is QoS.BALANCED:
-            raise ConfigError(f"{topic}: BALANCED is provided by the node runtime, not by a raw Subscriber; "
-                              "use REALTIME or DURABLE")
+        if max_lag is not None and (self.qos is not QoS.BALANCED or max_lag < 1):
+            raise ConfigError(f"{topic}: max_lag={max_lag!r} needs qos=BALANCED and a value >= 1")
+        self.max_lag = (max_lag or DEFAULT_MAX_LAG) if self.qos is QoS.BALANCED else 0
         self.group = group
         self._max_held = max_held
         self._reader = self._attach()
@@ -326,7 +344,7 @@ class Subscriber:
 
     def _attach(self) -> "_ring.RingReader":
         return _ring.RingReader.attach(self.name, durable=self.qos is QoS.DURABLE, group=self.group,
-                                       max_held=self._max_held)
+                                       max_held=self._max_held, max_lag=self.max_lag)
 
     def _reader_or_raise(self) -> "_ring.RingReader":
         if self._closed:
@@ -429,3 +447,38 @@ class Subscriber:
 
     def __repr__(self) -> str:
         return f"<Subscriber {self.name} {self.qos.name}{' closed' if self._closed else ''}>"
+
+
+def declare_group(topic: str, group: str, qos: QoS | str = QoS.DURABLE, *, app: str | None = None,
+                  max_lag: int = DEFAULT_MAX_LAG) -> None:
+    """Create a topic's ring (if needed) and a persistent subscriber group in it, before any publisher exists.
+
+    A DURABLE group declared this way keeps every frame from the publisher's very first. Whoever declares owns the
+    cleanup of a ring no publisher ever closes: ``remove_topic`` or ``sweep_app``.
+    """
+    qos = QoS.parse(qos)
+    _ring.declare_group(ring_name(app, topic), group, durable=qos is QoS.DURABLE,
+                        max_lag=max_lag if qos is QoS.BALANCED else 0)
+
+
+def remove_topic(topic: str, *, app: str | None = None) -> int:
+    """Unlink a topic's ring segments; returns how many were removed. Mapped copies stay valid."""
+    return _ring.remove_ring(ring_name(app, topic))
+
+
+def sweep_app(app: str) -> list[str]:
+    """Unlink every shared-memory segment of an app (after its processes are gone); returns their names."""
+    prefix = ring_name(app, "x")[:-1]
+    removed = []
+    for name in sorted(os.listdir("/dev/shm")):
+        if name.startswith(prefix) and _ring.unlink_segment(name):
+            removed.append(name)
+    return removed
+
+
+def wait_any(subscribers: list["Subscriber"], timeout: float | None = None) -> int:
+    """Sleep until one of several subscribers may have a frame; its index, or -1 after the timeout.
+
+    Wakes at least every 0.1 s; call ``writer_status()`` on the subscribers between calls to notice dead writers.
+    """
+    return _ring.wait_any([s._reader_or_raise() for s in subscribers], timeout)

@@ -1,0 +1,135 @@
+"""The base of every node: lifecycle hooks and configuration. No I/O here.
+
+A node sees its inputs and outputs as values (numpy arrays, bytes, Frames). The runtime gives it a context
+(``self.context``) that knows how frames really travel; a node class written once runs unchanged over shared
+memory, Redis or TCP, in one process or spread across hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class EndOfStream(Exception):
+    """Raise from ``produce()`` (or return ``ProducerNode.END``) when a producer has nothing more to send, e.g. a
+    video file that ran out. The runtime closes the node's output; consumers drain what is left and finish."""
+
+
+class Node:
+    """Base class of all nodes.
+
+    Hooks (both naming styles work): ``setup()`` or ``configure()`` once in the node's process before the first
+    frame; ``teardown()`` once at the end. Keyword arguments given to ``@app.node(...)`` (and a folder node's
+    ``node.toml``) become attributes before ``setup()`` runs, e.g. ``self.fps``; all of them are also in
+    ``self.config``.
+
+    Attributes set by the runtime: ``name`` (the node's name), ``replica`` (0..replicas-1), ``log`` (a logger
+    named after the node), ``context`` (the runtime's side: outputs, the frame being processed, statistics).
+    """
+
+    node_kind: ClassVar[str] = ""
+
+    def __init__(self, name: str | None = None, **config: Any) -> None:
+        self.name = name or type(self).__name__.lower()
+        self.replica = 0
+        self.config = dict(config)
+        for key, value in config.items():
+            setattr(self, key, value)
+        self.log = logging.getLogger(f"edgeflow.node.{self.name}")
+        self.context: Any = None
+
+    # -- lifecycle (override what you need) ----------------------------------------------------------------
+    def setup(self) -> None:
+        """Called once before the first frame; the seed style's ``configure()`` is called when overridden."""
+        self.configure()
+
+    def configure(self) -> None:
+        """Alias of ``setup()`` for nodes written in the original EdgeFlow style."""
+
+    def teardown(self) -> None:
+        """Called once after the last frame, also when the node is stopped."""
+
+    # -- zero-copy output ----------------------------------------------------------------------------------
+    def output(self, shape: tuple | int, dtype: Any = np.uint8) -> np.ndarray:
+        """A writable array inside this node's output ring. Fill it and return it from the hook: the frame then
+        reaches same-host consumers without a single copy. Outside a runtime it is an ordinary array."""
+        if self.context is None:
+            return np.empty(shape, dtype)
+        return self.context.output(shape, dtype)
+
+    @property
+    def current_frame(self):
+        """The Frame being processed (its frame_id, timestamp, meta, topic), or None outside a hook."""
+        return None if self.context is None else self.context.current_frame
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class ProducerNode(Node):
+    """Generates frames: ``produce()`` (or ``loop()``) is called ``fps`` times a second, drift-free; with
+    ``fps = None`` it is called as fast as downstream takes frames.
+
+    Return an ndarray, bytes, a ``Frame``, ``(data, meta)``, or None (nothing this tick). Raise ``EndOfStream``
+    (or return ``ProducerNode.END``) to end the stream.
+    """
+
+    node_kind: ClassVar[str] = "producer"
+    END: ClassVar[object] = EndOfStream
+    fps: float | None = 30.0
+
+    def produce(self) -> Any:
+        """Return the next frame's data (see the class docstring)."""
+        return self.loop()
+
+    def loop(self) -> Any:
+        """Alias of ``produce()``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement produce()")
+
+
+class ConsumerNode(Node):
+    """Processes frames: ``process(data)`` (or ``loop(data)``) gets each input payload, a read-only zero-copy view
+    valid during the call (keep it longer with ``data.copy()``), and returns the output: data, ``(data, meta)``,
+    a ``Frame``, or None (nothing sent). With several inputs, ``self.current_frame.topic`` says which one the
+    data came from. Output frames keep the input's capture timestamp.
+    """
+
+    node_kind: ClassVar[str] = "consumer"
+
+    def process(self, data: Any) -> Any:
+        """Return the output for one input payload (see the class docstring)."""
+        return self.loop(data)
+
+    def loop(self, data: Any) -> Any:
+        """Alias of ``process()``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement process(data)")
+
+
+class SinkNode(Node):
+    """Consumes frames with no output: ``consume(data)``. Its inputs are DURABLE unless a link says otherwise."""
+
+    node_kind: ClassVar[str] = "sink"
+
+    def consume(self, data: Any) -> None:
+        """Handle one input payload."""
+        raise NotImplementedError(f"{type(self).__name__} must implement consume(data)")
+
+
+class FusionNode(Node):
+    """Fuses several inputs by timestamp: ``process(frames)`` gets one Frame per input, in input order.
+
+    Class attributes (or ``@app.node(..., slop=0.05)``): ``slop`` (seconds), ``policy`` and ``queue_size``.
+    The matcher itself is provided by ``edgeflow.fusion``.
+    """
+
+    node_kind: ClassVar[str] = "fusion"
+    slop: float = 0.05
+    policy: str = "approximate"
+    queue_size: int = 10
+
+    def process(self, frames: list) -> Any:
+        """Return the output for one matched set of frames."""
+        raise NotImplementedError(f"{type(self).__name__} must implement process(frames)")
