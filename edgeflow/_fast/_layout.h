@@ -11,12 +11,12 @@
 
 #define EF_CTL_MAGIC 0x4c54435746454445ULL     /* "EDEFWCTL" little-endian */
 #define EF_GEN_MAGIC 0x4e454757464544ULL       /* "DEFWGEN" */
-#define EF_LAYOUT_VERSION 1u
+#define EF_LAYOUT_VERSION 2u
 #define EF_MAX_READERS 64u                     /* one bit each in a slot's pin mask */
 #define EF_MAX_GROUPS 64u                      /* every reader is in a group (private readers in their own) */
 #define EF_MAX_SLOTS 64u
 #define EF_GROUP_NAME_BYTES 48u
-#define EF_REDELIVER 64u
+#define EF_REDELIVER 32u
 #define EF_MAX_NDIM 8u
 #define EF_PAGE 4096u
 #define EF_META_AREA 12288u                    /* per slot: dtype description then JSON metadata */
@@ -55,7 +55,8 @@ typedef struct {                 /* 1024 bytes */
     uint32_t max_lag;            /* BALANCED: frames behind beyond which the group skips to the newest */
     uint8_t _pad1[32];
     uint64_t redeliver[EF_REDELIVER];  /* DURABLE: seqs a dead member took but never released; 0 = empty */
-    uint8_t _pad2[1024 - 128 - 8 * EF_REDELIVER];
+    uint64_t redeliver_loc[EF_REDELIVER];  /* (generation << 32) | slot of each: the seq index moves on */
+    uint8_t _pad2[1024 - 128 - 16 * EF_REDELIVER];
 } ef_group;
 
 typedef struct {

@@ -31,7 +31,8 @@ cdef extern from "_layout.h" nogil:
         uint64_t taken
         uint32_t redeliver_n
         uint32_t max_lag
-        uint64_t redeliver[64]
+        uint64_t redeliver[32]
+        uint64_t redeliver_loc[32]
 
     ctypedef struct ef_ctl:
         uint64_t magic

@@ -45,7 +45,7 @@ CLEARED = 6
 # them fits in a signed 64-bit integer and C arithmetic never wraps where Python's would not.
 _LIMIT_NS = 4611686018427387904
 _LIMIT_NS_FLOAT = 4611686018427387904.0
-_NO_STAMP = -9223372036854775807 - 1  # "no stamp yet": below every valid stamp
+_NO_STAMP = -_LIMIT_NS  # "no stamp yet": below every valid stamp
 _NO_LIMIT = 9223372036854775807  # max_interval when unlimited: no difference of valid stamps exceeds it
 _MAX_QUEUE_SIZE = 65536  # queues are scanned linearly; a larger one is a mistake, not a use case
 

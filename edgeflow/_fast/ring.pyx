@@ -424,6 +424,29 @@ def remove_ring(str name):
     return removed
 
 
+def writer_of(str name):
+    """(status, pid) of ring ``name``'s writer without attaching: status is 'absent' (no such ring), 'none',
+    'running', 'closed' or 'dead'."""
+    cdef stat st
+    cdef int fd = _open(name + ".ctl", O_RDWR)
+    cdef ef_ctl *c
+    if fd < 0:
+        return ("absent", 0)
+    try:
+        fstat(fd, &st)
+        if <size_t>st.st_size != sizeof(ef_ctl):
+            return ("absent", 0)
+        m = _map(fd, sizeof(ef_ctl), name + ".ctl", False)
+    finally:
+        close(fd)
+    c = <ef_ctl *>m.addr
+    if c.magic != EF_CTL_MAGIC or c.writer_state == EF_WRITER_NONE:
+        return ("none", 0)
+    if c.writer_state == EF_WRITER_CLOSED:
+        return ("closed", c.writer_pid)
+    return ("running" if _alive(c.writer_pid, c.writer_start) else "dead", c.writer_pid)
+
+
 cdef bytes _group_name(str group):
     if group is None:
         return b""
@@ -643,9 +666,14 @@ cdef class RingWriter:
         cdef uint32_t i
         for i in range(c.group_hwm):
             g = &c.groups[i]
-            if g.state == EF_GROUP_ACTIVE and g.mode == EF_MODE_DURABLE and g.cursor == low:
+            if g.state != EF_GROUP_ACTIVE or g.mode != EF_MODE_DURABLE:
+                continue
+            if g.cursor == low:
                 return (f"{self.name}: {_describe_group(c, i)} is {c.last_seq - low + 1} frames behind "
                         f"(next frame {low}, newest {c.last_seq}, {self.slots} slots)")
+            if any(g.redeliver[k] == low for k in range(EF_REDELIVER)):
+                return (f"{self.name}: {_describe_group(c, i)} has not taken frame {low} back from a member "
+                        f"that died holding it (newest {c.last_seq}, {self.slots} slots)")
         pins = [c.readers[r].pid for r in range(EF_MAX_READERS)
                 if c.readers[r].state == EF_READER_ACTIVE and c.readers[r].held]
         return f"{self.name}: every slot is held by subscribers (pid {', '.join(map(str, pins)) or '?'})"
@@ -826,11 +854,12 @@ cdef class RingWriter:
         self.closed = True
         cdef ef_ctl *c = self.ctl
         cdef uint32_t n
-        ef_store32_rel(&c.writer_state, EF_WRITER_CLOSED)
-        _futex_wake(&c.seq_futex, INT_MAX)
+        # Unlink first: a reader woken by the close that re-attaches must find a fresh ring, not this one.
         for n in range(max(c.oldest_gen, 1), c.generation + 1):
             unlink_segment(_gen_name(self.name, n))
         unlink_segment(self.name + ".ctl")
+        ef_store32_rel(&c.writer_state, EF_WRITER_CLOSED)
+        _futex_wake(&c.seq_futex, INT_MAX)
         self.cur = None
         self.old_gens = []
         self.ctl = NULL
@@ -863,9 +892,12 @@ cdef void _reclaim_reader(ef_ctl *c, uint32_t r, list gens) except *:
             if requeue and s != EF_WRITING and s != 0 and s < ef_load64_acq(&g.cursor):
                 for k in range(EF_REDELIVER):      # before the pin goes, so the slot stays protected
                     if g.redeliver[k] == 0:
+                        g.redeliver_loc[k] = (<uint64_t>gm.number << 32) | i
                         ef_store64_rel(&g.redeliver[k], s)
                         ef_add32_sc(&g.redeliver_n, 1)
                         break
+                else:                              # no room: the frame is lost to this group; count it
+                    ef_add64_rlx(&g.drops, 1)
             old = ef_and64_sc(&sl.pin_mask, ~bit)
             if old == bit:
                 ef_sub32_sc(&gm.hdr.pinned_slots, 1)
@@ -1168,25 +1200,30 @@ cdef class RingReader:
     cdef object _take_redelivered(self, ef_group *g):
         """A frame a dead member of this group took but never released (at-least-once across a crash)."""
         cdef uint32_t k, idx
-        cdef uint64_t r
+        cdef uint64_t r, loc
         cdef int pinned
         cdef _Generation gm
         for k in range(EF_REDELIVER):
             r = ef_load64_acq(&g.redeliver[k])
             if r == 0:
                 continue
-            gm = self._gen_for_seq(r)
+            loc = g.redeliver_loc[k]             # where the frame is: the seq index has moved on since
+            gm = self._gen(<uint32_t>(loc >> 32))
             if gm is None:
                 if ef_cas64_sc(&g.redeliver[k], r, 0):
                     ef_sub32_sc(&g.redeliver_n, 1)
                     ef_add64_rlx(&g.drops, 1)
                     self.drops += 1
                 continue
-            idx = gm.hdr.index[r % gm.slot_count]
+            idx = <uint32_t>(loc & 0xFFFFFFFF)
             pinned = self._pin(gm, idx)
-            if ef_load64_sc(&gm.slot(idx).seq) != r:
+            if ef_load64_sc(&gm.slot(idx).seq) != r:      # cannot happen while the entry protects it
                 if pinned:
                     self._unpin(gm, idx)
+                if ef_cas64_sc(&g.redeliver[k], r, 0):
+                    ef_sub32_sc(&g.redeliver_n, 1)
+                    ef_add64_rlx(&g.drops, 1)
+                    self.drops += 1
                 continue
             v = self._view(gm, idx, r, pinned)
             if v is not None and ef_cas64_sc(&g.redeliver[k], r, 0):

@@ -25,7 +25,7 @@ from edgeflow.frame import Frame
 from edgeflow.qos import QoS
 
 __all__ = ["Publisher", "Subscriber", "Loan", "PublisherStats", "SubscriberStats", "ring_name",
-           "declare_group", "remove_topic", "sweep_app", "wait_any", "MAX_META_BYTES", "DEFAULT_APP",
+           "declare_group", "remove_topic", "sweep_app", "live_writers", "wait_any", "MAX_META_BYTES", "DEFAULT_APP",
            "DEFAULT_MAX_LAG"]
 
 MAX_META_BYTES = _ring.MAX_META          #: JSON metadata limit per frame (bytes, after encoding)
@@ -339,6 +339,7 @@ class Subscriber:
         self.max_lag = (max_lag or DEFAULT_MAX_LAG) if self.qos is QoS.BALANCED else 0
         self.group = group
         self._max_held = max_held
+        self._carried = (0, 0, 0)          # counts of readers replaced after a publisher closed
         self._reader = self._attach()
         self._closed = False
 
@@ -409,6 +410,8 @@ class Subscriber:
         """Raise WriterGone once nothing is left to drain. After a clean close the ring is gone, so attach to
         whatever ring a future publisher makes; after a crash the next publisher takes this ring over."""
         if status == _ring.WRITER_CLOSED:
+            old = self._reader.statistics()
+            self._carried = tuple(a + b for a, b in zip(self._carried, (old["taken"], old["drops"], old["copies"])))
             self._reader.close()
             self._reader = self._attach()
             raise WriterGone(f"{self.topic}: the publisher closed", clean=True)
@@ -422,7 +425,9 @@ class Subscriber:
     def statistics(self) -> SubscriberStats:
         """A snapshot of this subscriber."""
         s = self._reader_or_raise().statistics()
-        return SubscriberStats(self.topic, s["taken"], s["drops"], s["copies"], s["held"], s["lag"])
+        taken, drops, copies = self._carried
+        return SubscriberStats(self.topic, taken + s["taken"], drops + s["drops"], copies + s["copies"],
+                               s["held"], s["lag"])
 
     def is_closed(self) -> bool:
         """True after close()."""
@@ -474,6 +479,18 @@ def sweep_app(app: str) -> list[str]:
         if name.startswith(prefix) and _ring.unlink_segment(name):
             removed.append(name)
     return removed
+
+
+def live_writers(app: str) -> list[tuple[str, int]]:
+    """(segment, pid) of every ring of ``app`` on this host whose writer process is alive."""
+    prefix = ring_name(app, "x")[:-1]
+    found = []
+    for name in sorted(os.listdir("/dev/shm")):
+        if name.startswith(prefix) and name.endswith(".ctl"):
+            status, pid = _ring.writer_of(name[:-4])
+            if status == "running":
+                found.append((name, pid))
+    return found
 
 
 def wait_any(subscribers: list["Subscriber"], timeout: float | None = None) -> int:
