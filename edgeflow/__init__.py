@@ -15,13 +15,19 @@ from edgeflow.errors import (BackpressureTimeout, BrokenResourceError, ClosedRes
                              EdgeFlowError, FrameTooLarge, GraphError, HeldFramesError, InternalError,
                              LayoutMismatch, NodeError, ProtocolError, ReceiveTimeout, TransportError,
                              WriterGone)
+from edgeflow.comms import DualRedisBroker, RedisBroker
 from edgeflow.frame import Frame
+from edgeflow.graph import EdgeApp, System
+from edgeflow.nodes import (ConsumerNode, EndOfStream, FusionNode, GatewayNode, Node, ProducerNode,
+                            SinkNode)
 from edgeflow.qos import QoS
 from edgeflow.transport.shm import Loan, Publisher, PublisherStats, Subscriber, SubscriberStats
 
 __version__ = "0.2.0"
 
 __all__ = [
+    "EdgeApp", "System", "RedisBroker", "DualRedisBroker",
+    "Node", "ProducerNode", "ConsumerNode", "SinkNode", "FusionNode", "GatewayNode", "EndOfStream",
     "Publisher", "Subscriber", "Loan", "PublisherStats", "SubscriberStats", "Frame", "QoS",
     "EdgeFlowError", "ConfigError", "GraphError", "NodeError", "TransportError", "ClosedResourceError",
     "BrokenResourceError", "WriterGone", "ReceiveTimeout", "BackpressureTimeout", "FrameTooLarge",

@@ -121,14 +121,18 @@ class SinkNode(Node):
 class FusionNode(Node):
     """Fuses several inputs by timestamp: ``process(frames)`` gets one Frame per input, in input order.
 
-    Class attributes (or ``@app.node(..., slop=0.05)``): ``slop`` (seconds), ``policy`` and ``queue_size``.
-    The matcher itself is provided by ``edgeflow.fusion``.
+    Class attributes (or ``@app.node(..., slop=0.05)``): ``slop`` (seconds), ``policy`` ("approximate",
+    "optimal", "exact" or "latest"; see edgeflow.fusion.Matcher), ``queue_size``, ``silent_timeout`` (seconds
+    without a frame before an input is reported silent) and ``on_missing`` (None, or "partial" to emit sets with
+    ``None`` for silent inputs). Inputs come in the order of the node's links, or of ``self.input_topics``.
     """
 
     node_kind: ClassVar[str] = "fusion"
     slop: float = 0.05
     policy: str = "approximate"
     queue_size: int = 10
+    silent_timeout: float = 2.0
+    on_missing: str | None = None
 
     def process(self, frames: list) -> Any:
         """Return the output for one matched set of frames."""

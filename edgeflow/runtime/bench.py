@@ -716,7 +716,7 @@ EDGEFLOW_CASES = {
 }
 BASELINE_CASES = {"mp-queue": "mp.Queue", "mp-pipe": "mp.Pipe bytes", "zmq": "pyzmq ipc copy=False"}
 FLOOR_CASES = {"sem": ("floor sem half-RTT", "floor sem one-way"),
-               "memcpy": ("floor memcpy warm", "floor memcpy cold")}
+               "memcpy": ("floor memcpy warm", "floor memcpy paced", "floor memcpy cold")}
 CASE_IDS = (*EDGEFLOW_CASES, *BASELINE_CASES, *FLOOR_CASES)
 
 
@@ -919,10 +919,12 @@ def bench_sem_pingpong(cfg: BenchConfig) -> list[BenchResult]:
             BenchResult(labels[1], "-", 0, *_percentiles(one_way), note="paced, time.time() stamp")]
 
 
-def _time_copies(src: np.ndarray, dst_for: Callable[[int], np.ndarray], n: int) -> list[float]:
+def _time_copies(src: np.ndarray, dst_for: Callable[[int], np.ndarray], n: int, pace_s: float = 0.0) -> list[float]:
     samples = []
     for i in range(n):
         dst = dst_for(i)
+        if pace_s:
+            time.sleep(pace_s)
         t0 = time.perf_counter_ns()
         np.copyto(dst, src)
         samples.append((time.perf_counter_ns() - t0) / 1e3)
@@ -950,18 +952,26 @@ def _cold_copies(src: np.ndarray, n: int) -> list[float]:
 
 
 def bench_memcpy(size: str, cfg: BenchConfig) -> list[BenchResult]:
-    """One in-process ``np.copyto`` of the frame: warm (pre-faulted buffer) and cold (fresh mapping).
+    """One in-process ``np.copyto`` of the frame: warm, paced and cold.
 
-    ``gbps`` is the copy bandwidth at the median; rates per frame are left out.
+    warm: back to back into one pre-faulted buffer. paced: one copy every ``pace_s``, like the latency sends, into
+    ``cfg.slots`` pre-faulted buffers in turn, like a publish into the ring (a copy after a sleep is slower: caches
+    and the idle core have gone cold). cold: into a fresh mapping, page faults included. ``gbps`` is the copy
+    bandwidth at the median; rates per frame are left out.
     """
     src = make_frame(parse_size(size))
-    dst = np.empty_like(src)
-    dst.fill(1)                               # pre-fault: np.zeros would leave untouched pages behind
-    warm = _time_copies(src, lambda _: dst, cfg.memcpy_n + 10)[10:]
+    dsts = [np.empty_like(src) for _ in range(max(cfg.slots, 1))]
+    for dst in dsts:
+        dst.fill(1)                           # pre-fault: np.zeros would leave untouched pages behind
+    warm = _time_copies(src, lambda _: dsts[0], cfg.memcpy_n + 10)[10:]
+    paced = _time_copies(src, lambda i: dsts[i % len(dsts)], cfg.memcpy_n // 2 + 5, cfg.pace_s)[5:]
+    del dsts
     cold = _cold_copies(src, min(cfg.memcpy_n, 40))
     out = []
-    for label, samples, note in zip(FLOOR_CASES["memcpy"], (warm, cold),
-                                    ("pre-faulted buffer, in process", "fresh mapping, in process")):
+    notes = ("back to back, pre-faulted buffer, in process",
+             f"one every {cfg.pace_s * 1e3:g} ms into {max(cfg.slots, 1)} pre-faulted buffers, in process",
+             "fresh mapping, in process")
+    for label, samples, note in zip(FLOOR_CASES["memcpy"], (warm, paced, cold), notes):
         n, p50, p99, p999 = _percentiles(samples)
         out.append(BenchResult(label, size, src.nbytes, n, p50, p99, p999,
                                gbps=src.nbytes / (p50 * 1e3) if p50 else None, note=note))

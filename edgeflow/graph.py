@@ -1,0 +1,544 @@
+"""The app graph: EdgeApp (alias System), node(), link().to(), validation, and the frozen Graph to run.
+
+    app = EdgeApp("demo")
+
+    @app.node(name="camera", fps=30)
+    class Camera(ProducerNode): ...
+
+    detector = app.node("nodes/detector", replicas=2)   # a folder: one node class and an optional node.toml
+    app.link("camera").to(detector).to("gateway")
+    graph = app.graph()                       # validated and immutable; GraphError names the node or link
+
+Nothing here starts a process, opens a socket or imports the runtime: ``EdgeApp.run()`` hands the app to
+``edgeflow.runtime.launcher``, which runs the Graph.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Union
+
+from edgeflow import _graphcheck, _nodeload
+from edgeflow.comms.brokers import DualRedisBroker, RedisBroker
+from edgeflow.errors import ConfigError, GraphError
+from edgeflow.qos import QoS
+
+__all__ = ["EdgeApp", "System", "Graph", "NodeSpec", "EdgeSpec", "NodeHandle", "Linker", "CODECS",
+           "DEFAULT_MAX_LAG"]
+
+CODECS = ("jpeg", "png", "lz4")
+"""Codecs a link may ask for; None (the default) sends arrays raw."""
+DEFAULT_MAX_LAG = 2
+"""How many frames a BALANCED consumer may fall behind before it skips to the newest, unless a link says."""
+
+# The CLI sets this (when EDGEFLOW_CAPTURE_GRAPH is set) to capture the app instead of running it: run() calls
+# _run_hook(app, argv) when it is not None. Looked up at call time, so setting it after import works.
+_run_hook: Callable[[EdgeApp, Any], Any] | None = None
+
+
+class _Default:
+    # A link without qos= is REALTIME, or DURABLE into a sink; the target may be registered later, so the
+    # choice waits for graph(). A sentinel (not None, not REALTIME) keeps an explicit REALTIME into a sink.
+    def __repr__(self) -> str:
+        return "QoS.REALTIME (DURABLE into a sink)"
+
+
+_DEFAULT: Any = _Default()
+
+
+class _FrozenMap(Mapping):
+    """A read-only dict that pickles (MappingProxyType does not): NodeSpec.config and NodeSpec.options."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self._data,))
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a Graph, everything the runtime needs to run it in any process (frozen, picklable).
+
+    Attributes:
+        name: unique in the app. kind: ``producer``, ``consumer``, ``sink``, ``fusion`` or ``gateway``.
+        fps: a producer's rate (default: the class's ``fps``, 30 on ProducerNode; None means as fast as its
+            consumers take frames); None for other kinds unless given.
+        replicas: processes sharing the node's input; each frame is handled by exactly one of them.
+        device: deployment target (Kubernetes label ``edgeflow.io/device``), or None.
+        node_port: a port to expose (the gateway's NodePort), or None.
+        group: shared-memory group: nodes of one group are deployed into one Pod, or None.
+        config: the options that are none of the above (read-only mapping).
+        options: every option given, the fields above included (read-only); they become instance attributes.
+        class_ref: the node class (pickled by reference), or None for a folder node.
+        folder: the folder node's absolute path, or None.
+
+    Raises:
+        GraphError: on construction, naming the node, for an invalid field.
+    """
+
+    name: str
+    kind: str
+    fps: float | None = None
+    replicas: int = 1
+    device: str | None = None
+    node_port: int | None = None
+    group: str | None = None
+    config: Mapping[str, Any] = field(default_factory=_FrozenMap, hash=False)
+    options: Mapping[str, Any] = field(default_factory=_FrozenMap, hash=False)
+    class_ref: type | None = None
+    folder: str | None = None
+
+    def __post_init__(self) -> None:
+        fields = _nodeload.check_fields(self.name, self.kind, self.fps, self.replicas, self.device,
+                                        self.node_port, self.group)
+        for key, value in fields.items():
+            object.__setattr__(self, key, value)     # frozen: normalise through object.__setattr__
+        object.__setattr__(self, "config", _FrozenMap(self.config))
+        object.__setattr__(self, "options", _FrozenMap(self.options))
+        if (self.class_ref is None) == (self.folder is None):
+            raise GraphError(f"node {self.name!r}: give exactly one of class_ref and folder", node=self.name)
+
+    def load_class(self) -> type:
+        """The node class: ``class_ref``, or the folder's package imported from its absolute path under a
+        stable module name (cached in sys.modules); this works in a child process that never ran main.py.
+
+        Raises:
+            ConfigError: the folder no longer holds exactly one node class, or importing it failed.
+        """
+        if self.class_ref is not None:
+            return self.class_ref
+        return _nodeload.load_folder_class(self.folder)
+
+    def make_instance(self, replica: int = 0) -> Any:
+        """A new node object: ``cls(name=self.name, **self.options)`` with ``.replica`` set.
+
+        Args:
+            replica: which of the node's ``replicas`` processes this is (0-based).
+        """
+        node = self.load_class()(name=self.name, **self.options)
+        node.replica = replica
+        return node
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: name, type, replicas, device, fps, node_port, group, config (odd values as repr)."""
+        return {"name": self.name, "type": self.kind, "replicas": self.replicas, "device": self.device,
+                "fps": self.fps, "node_port": self.node_port, "group": self.group,
+                "config": _jsonable(self.config)}
+
+
+@dataclass(frozen=True)
+class EdgeSpec:
+    """One link of a Graph: frames of ``source`` go to ``target`` (frozen, picklable).
+
+    Attributes:
+        source, target: node names.
+        qos: QoS (a name string is accepted and parsed).
+        channel: a name that tells two links between the same nodes apart, or None.
+        codec: None (raw arrays), ``"jpeg"``, ``"png"`` or ``"lz4"``; used when the link crosses hosts.
+        max_lag: for BALANCED only, frames the consumer may fall behind (default DEFAULT_MAX_LAG); else None.
+
+    Raises:
+        GraphError: on construction, naming the link, for an invalid qos, channel, codec or max_lag.
+    """
+
+    source: str
+    target: str
+    qos: QoS = QoS.REALTIME
+    channel: str | None = None
+    codec: str | None = None
+    max_lag: int | None = None
+
+    def __post_init__(self) -> None:
+        values = _link_options(self.link, self.qos, self.channel, self.codec, self.max_lag)
+        for key, value in zip(("qos", "channel", "codec", "max_lag"), values):
+            object.__setattr__(self, key, value)
+
+    @property
+    def link(self) -> tuple[str, str]:
+        """``(source, target)``, as GraphError.link names it."""
+        return (self.source, self.target)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: source, target, qos (its name), channel, codec, max_lag."""
+        return {"source": self.source, "target": self.target, "qos": self.qos.name, "channel": self.channel,
+                "codec": self.codec, "max_lag": self.max_lag}
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A validated, immutable pipeline: what the runtime, the CLI and deploy work from (picklable).
+
+    Attributes:
+        app: the app's name. nodes: NodeSpecs in registration order. edges: EdgeSpecs in link order.
+        broker: the RedisBroker or DualRedisBroker for cross-host links, or None.
+
+    Raises:
+        GraphError: on construction, for the first problem (see ``_graphcheck.check_graph``), in one line
+            naming the node or link.
+    """
+
+    app: str
+    nodes: tuple[NodeSpec, ...]
+    edges: tuple[EdgeSpec, ...] = ()
+    broker: RedisBroker | DualRedisBroker | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodes", tuple(self.nodes))
+        object.__setattr__(self, "edges", tuple(self.edges))
+        _check_app(self.app, self.broker)
+        _graphcheck.check_graph(self.app, self.nodes, self.edges)
+
+    def node(self, name: str) -> NodeSpec:
+        """The NodeSpec called name.
+
+        Raises:
+            GraphError: no such node (with a did-you-mean).
+        """
+        for spec in self.nodes:
+            if spec.name == name:
+                return spec
+        hint = _nodeload.did_you_mean(name, [spec.name for spec in self.nodes])
+        raise GraphError(f"unknown node {name!r}{hint}", node=name)
+
+    def inputs_of(self, name: str) -> tuple[EdgeSpec, ...]:
+        """Links into the node, in link order: the input order a fusion node's ``process(frames)`` gets."""
+        self.node(name)
+        return tuple(edge for edge in self.edges if edge.target == name)
+
+    def outputs_of(self, name: str) -> tuple[EdgeSpec, ...]:
+        """Links out of the node, in link order."""
+        self.node(name)
+        return tuple(edge for edge in self.edges if edge.source == name)
+
+    def producers(self) -> tuple[NodeSpec, ...]:
+        """The producer nodes, in registration order."""
+        return tuple(spec for spec in self.nodes if spec.kind == "producer")
+
+    def topological_order(self) -> tuple[str, ...]:
+        """All node names, ordered so that every link points forward; ties keep registration order.
+
+        Returns names (not NodeSpecs): callers look specs up with ``node(name)`` as they need them.
+        """
+        return tuple(_graphcheck.topological_order([spec.name for spec in self.nodes], self.edges))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able view: ``{"app", "broker", "nodes": [...], "edges": [...]}``, one edge per link (replicas
+        are not expanded); the broker without passwords."""
+        return {"app": self.app, "broker": None if self.broker is None else self.broker.to_dict(),
+                "nodes": [spec.to_dict() for spec in self.nodes],
+                "edges": [edge.to_dict() for edge in self.edges]}
+
+
+@dataclass(frozen=True)
+class NodeHandle:
+    """What ``node(cls)`` and ``node("nodes/x")`` return: pass it to ``link()`` or ``to()``.
+
+    Attributes:
+        name: the node's name. app: the name of the app it was registered in.
+    """
+
+    name: str
+    app: str
+
+
+_End = Union[str, NodeHandle, type]
+
+
+class _PendingLink(NamedTuple):
+    source: _End
+    target: _End
+    qos: Any              # QoS, or _DEFAULT until graph() knows the target's kind
+    channel: str | None
+    codec: str | None
+    max_lag: int | None
+
+
+class Linker:
+    """What ``link()`` returns; ``to()`` adds a link and returns the target's Linker, so calls chain:
+    ``app.link("camera").to("filter").to("gateway")`` makes two links."""
+
+    def __init__(self, app: EdgeApp, source: _End) -> None:
+        self._app = app
+        self._source = source
+
+    def to(self, target: _End, qos: QoS | str = _DEFAULT, channel: str | None = None,
+           codec: str | None = None, max_lag: int | None = None) -> Linker:
+        """Link the source to target; the target may be registered later (names resolve in ``graph()``).
+
+        Args:
+            target: a node name, the handle node() returned, or a registered node class.
+            qos: QoS or its name; default REALTIME, or DURABLE when the target is a sink.
+            channel: a name telling two links between the same nodes apart.
+            codec: None (raw), "jpeg", "png" or "lz4", for the frames' trip across hosts.
+            max_lag: BALANCED only: frames the consumer may fall behind before it skips (default 2).
+
+        Returns:
+            The target's Linker, to chain another ``to()``.
+
+        Raises:
+            GraphError: an invalid end, qos, channel, codec or max_lag (naming the link).
+        """
+        self._app._add_link(self._source, target, qos, channel, codec, max_lag)
+        return Linker(self._app, target)
+
+    def __repr__(self) -> str:
+        return f"<Linker from {self._app._display(self._source)!r}>"
+
+
+class EdgeApp:
+    """An EdgeFlow app: nodes and the links between them. ``System`` is the same class.
+
+    Args:
+        name: 1-64 letters, digits, '-' or '_' (it prefixes shared-memory and Redis names).
+        broker: None (one host, shared memory only), a RedisBroker or a DualRedisBroker for cross-host links.
+
+    Raises:
+        ConfigError: an invalid name or broker.
+
+    Example:
+        app = EdgeApp("my-robot", broker=RedisBroker())
+
+        @app.node(name="camera", type="producer", fps=30)
+        class Camera(ProducerNode):
+            def produce(self):
+                return np.zeros((480, 640, 3), np.uint8)
+
+        gpu = app.node("nodes/yolo", device="gpu", replicas=2)
+        app.link("camera").to(gpu, qos=QoS.REALTIME)
+
+        if __name__ == "__main__":
+            app.run()
+    """
+
+    def __init__(self, name: str, broker: RedisBroker | DualRedisBroker | None = None) -> None:
+        _check_app(name, broker)
+        self.name = name
+        self.broker = broker
+        self._specs: dict[str, NodeSpec] = {}
+        self._classes: dict[str, type] = {}          # name -> class, folder nodes' classes included
+        self._links: list[_PendingLink] = []
+
+    @property
+    def nodes(self) -> tuple[NodeSpec, ...]:
+        """The nodes registered so far, in registration order."""
+        return tuple(self._specs.values())
+
+    def node(self, target: Any = None, /, **options: Any) -> Any:
+        """Register a node: from a folder, from a class, or as a class decorator.
+
+        Args:
+            target: a folder path (a package defining exactly one node class, optional ``node.toml``; relative
+                paths resolve against the calling file's directory, then the cwd), a node class, or nothing
+                (decorator use: ``@app.node(name=..., ...)``, with parentheses).
+            **options: ``name`` (default: the class name in snake_case, or the folder's name); ``type``
+                (producer, consumer, sink, fusion, gateway; default: the class's base); ``fps``, ``replicas``,
+                ``device``, ``node_port``, ``group``; ``config`` (a mapping merged like node.toml's
+                ``[config]``); anything else is config too. All reach the instance as attributes; they win
+                over node.toml.
+
+        Returns:
+            A NodeHandle for a folder or class; as a decorator, the class itself (unchanged, not created).
+
+        Raises:
+            GraphError: a duplicate name, unknown or contradicting type, or invalid option (naming the node).
+            ConfigError: a folder that is missing, is no package, or does not define exactly one node class.
+        """
+        if target is None:
+            return self._decorator(options)
+        if isinstance(target, type):
+            return self._handle(self._register(target, None, options))
+        if isinstance(target, (str, os.PathLike)):
+            caller = sys._getframe(1).f_code.co_filename   # "nodes/x" means next to the file that says it
+            folder = _nodeload.find_folder(target, caller)
+            return self._handle(self._register(_nodeload.load_folder_class(folder), folder, options))
+        raise ConfigError(f"node() takes a folder path, a node class or keyword arguments, got {target!r}")
+
+    def link(self, source: _End) -> Linker:
+        """Start a link from source: a node name, the handle node() returned, or a registered node class.
+
+        Returns:
+            A Linker; call ``.to(target, qos=...)`` on it.
+
+        Raises:
+            GraphError: source is none of the above.
+        """
+        self._check_end(source)
+        return Linker(self, source)
+
+    def graph(self) -> Graph:
+        """Resolve every link and validate the whole pipeline.
+
+        Returns:
+            The frozen Graph.
+
+        Raises:
+            GraphError: unknown or duplicate node, cycle, link into a producer or out of a sink, duplicate
+                link, fusion node with fewer than two inputs, node no producer reaches (one line naming it).
+        """
+        edges = tuple(self._resolve(link) for link in self._links)
+        return Graph(self.name, tuple(self._specs.values()), edges, self.broker)
+
+    def run(self, argv: list[str] | None = None) -> Any:
+        """Run the app (``python main.py``, or ``--node X`` for one node): see edgeflow.runtime.launcher.
+
+        Args:
+            argv: command-line arguments; None reads sys.argv.
+        """
+        if _run_hook is not None:
+            return _run_hook(self, argv)
+        from edgeflow.runtime import launcher      # imported here: the graph layer never imports the runtime
+        return launcher.run_app(self, argv)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}: {len(self._specs)} nodes, {len(self._links)} links>"
+
+    # -- registration ----------------------------------------------------------------------------------------
+    def _decorator(self, options: dict[str, Any]) -> Callable[[type], type]:
+        def register(cls: type) -> type:
+            if not isinstance(cls, type):
+                raise ConfigError(f"@app.node(...) decorates a node class, got {cls!r}")
+            self._register(cls, None, options)
+            return cls
+        return register
+
+    def _register(self, cls: type, folder: Path | None, options: dict[str, Any]) -> NodeSpec:
+        given = _merge_options(folder, options)
+        name = given.pop("name", None) or (folder.name if folder else _nodeload.snake_case(cls.__name__))
+        if not _nodeload.is_valid_name(name):
+            raise GraphError(f"node {name!r}: invalid node name: {_nodeload.NAME_RULE}", node=str(name))
+        if name in self._specs:
+            raise GraphError(f"node {name!r}: duplicate node name (already registered)", node=name)
+        kind = _nodeload.resolve_kind(name, cls, given.pop("type", None))
+        fields, config, opts = _nodeload.split_options(name, kind, cls, given)
+        spec = NodeSpec(name=name, kind=kind, **fields, config=config, options=opts,
+                        class_ref=None if folder else cls, folder=str(folder) if folder else None)
+        self._specs[name] = spec
+        self._classes[name] = cls
+        return spec
+
+    def _handle(self, spec: NodeSpec) -> NodeHandle:
+        return NodeHandle(spec.name, self.name)
+
+    # -- links -----------------------------------------------------------------------------------------------
+    def _add_link(self, source: _End, target: _End, qos: Any, channel: Any, codec: Any, max_lag: Any) -> None:
+        self._check_end(target)
+        link = (self._display(source), self._display(target))
+        self._links.append(_PendingLink(source, target, *_link_options(link, qos, channel, codec, max_lag)))
+
+    def _check_end(self, end: Any) -> None:
+        if not isinstance(end, (str, NodeHandle, type)):
+            raise GraphError(f"link: expected a node name, a handle from node() or a node class, got {end!r}")
+
+    def _display(self, end: _End) -> str:
+        """A link end's name for messages, before names are resolved."""
+        if isinstance(end, type):
+            names = [name for name, cls in self._classes.items() if cls is end]
+            return names[0] if len(names) == 1 else end.__name__
+        return end.name if isinstance(end, NodeHandle) else end
+
+    def _resolve(self, link: _PendingLink) -> EdgeSpec:
+        shown = (self._display(link.source), self._display(link.target))
+        source, target = self._name_of(link.source, shown), self._name_of(link.target, shown)
+        qos = link.qos
+        if qos is _DEFAULT:
+            spec = self._specs.get(target)
+            qos = QoS.DURABLE if spec is not None and spec.kind == "sink" else QoS.REALTIME
+        return EdgeSpec(source, target, qos, link.channel, link.codec, link.max_lag)
+
+    def _name_of(self, end: _End, shown: tuple[str, str]) -> str:
+        text = f"link {shown[0]} -> {shown[1]}"
+        if isinstance(end, str):
+            return end
+        if isinstance(end, NodeHandle):
+            if end.app != self.name:
+                raise GraphError(f"{text}: {end.name!r} is a node of app {end.app!r}, not {self.name!r}",
+                                 node=end.name, link=shown)
+            return end.name
+        names = [name for name, cls in self._classes.items() if cls is end]
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise GraphError(f"{text}: class {end.__name__} is not a registered node", link=shown)
+        listed = ", ".join(map(repr, names))
+        raise GraphError(f"{text}: class {end.__name__} is registered as {len(names)} nodes ({listed}); "
+                         "link by name or handle", link=shown)
+
+
+System = EdgeApp
+"""The original EdgeFlow's name for EdgeApp (seed 001's folder style): the same class."""
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+
+def _check_app(name: Any, broker: Any) -> None:
+    if not _nodeload.is_valid_name(name):
+        raise ConfigError(f"invalid app name {name!r}: {_nodeload.NAME_RULE}")
+    if broker is not None and not isinstance(broker, (RedisBroker, DualRedisBroker)):
+        hint = " (wrap a URL: RedisBroker(url))" if isinstance(broker, str) else ""
+        raise ConfigError(f"app {name!r}: broker must be None, a RedisBroker or a DualRedisBroker, "
+                          f"got {type(broker).__name__}{hint}")
+
+
+def _merge_options(folder: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+    """node.toml, then keyword arguments (which win); both ``config`` tables are merged into the top level."""
+    toml = _nodeload.read_node_toml(folder) if folder else {}
+    options = dict(options)          # a decorator's options are reused if it is applied again
+    kw_config = options.pop("config", None) or {}
+    if not isinstance(kw_config, Mapping):
+        raise ConfigError(f"node(config=...) must be a mapping, got {type(kw_config).__name__}")
+    return {**toml.pop("config", {}), **toml, **kw_config, **options}
+
+
+def _link_options(link: tuple[str, str], qos: Any, channel: Any, codec: Any, max_lag: Any) -> tuple:
+    """Validated (qos, channel, codec, max_lag) of one link; qos may stay the _DEFAULT sentinel."""
+    text = f"link {link[0]} -> {link[1]}"
+    if qos is not _DEFAULT:
+        try:
+            qos = QoS.parse(qos)
+        except ValueError as exc:
+            raise GraphError(f"{text}: {exc}", link=link) from None
+    if channel is not None and not _nodeload.is_valid_name(channel):
+        raise GraphError(f"{text}: invalid channel {channel!r}: {_nodeload.NAME_RULE}", link=link)
+    if codec is not None:
+        if not isinstance(codec, str) or codec.lower() not in CODECS:
+            raise GraphError(f"{text}: unknown codec {codec!r} (expected None for raw, or one of "
+                             f"{', '.join(CODECS)})", link=link)
+        codec = codec.lower()
+    if max_lag is None:
+        return qos, channel, codec, DEFAULT_MAX_LAG if qos is QoS.BALANCED else None
+    if qos is not QoS.BALANCED:
+        raise GraphError(f"{text}: max_lag applies only to QoS.BALANCED links (pass qos=QoS.BALANCED)",
+                         link=link)
+    if isinstance(max_lag, bool) or not isinstance(max_lag, int) or max_lag < 1:
+        raise GraphError(f"{text}: max_lag must be an integer >= 1, got {max_lag!r}", link=link)
+    return qos, channel, codec, max_lag
+
+
+def _jsonable(value: Any) -> Any:
+    """value with mappings as dicts, sequences as lists, and anything JSON cannot hold as its repr."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    return repr(value)

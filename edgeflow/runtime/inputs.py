@@ -1,0 +1,117 @@
+"""A node's inputs: every ring it reads (one per input and source replica), served fairly as one stream.
+
+A source that closes cleanly (its stream ended) counts as finished once drained; one that died is waited for
+(the supervisor restarts it and the new process takes the ring over).
+"""
+
+from __future__ import annotations
+
+import time
+
+from edgeflow.frame import Frame
+from edgeflow.qos import QoS
+from edgeflow.transport import shm
+
+
+class Input:
+    """One ring read by this node replica."""
+
+    __slots__ = ("label", "source", "sub", "finished")
+
+    def __init__(self, label: str, source: str, sub: "shm.Subscriber") -> None:
+        self.label = label
+        self.source = source
+        self.sub = sub
+        self.finished = False
+
+
+class InputSet:
+    """All of a node replica's input rings, read round-robin so no input starves another."""
+
+    def __init__(self, inputs: list[Input]) -> None:
+        self.inputs = inputs
+        self._next = 0
+        self._done_sources: set[str] = set()
+        self._pending: list[tuple[Frame, Input]] = []     # found while checking on a closing writer
+
+    @classmethod
+    def open(cls, app: str, plans, *, max_held: int = 4) -> "InputSet":
+        """Subscribe to every ring of the given InputPlans, as their groups."""
+        inputs = []
+        try:
+            for p in plans:
+                for topic in p.topics:
+                    balanced = p.qos is QoS.BALANCED
+                    sub = shm.Subscriber(topic, app=app, qos=p.qos, group=p.group, max_held=max_held,
+                                         max_lag=(p.max_lag or None) if balanced else None)
+                    inputs.append(Input(p.label, p.source, sub))
+        except BaseException:
+            for inp in inputs:
+                inp.sub.close()
+            raise
+        return cls(inputs)
+
+    def next(self, timeout: float) -> tuple[Frame, Input] | tuple[None, None]:
+        """The next frame from any input, waiting at most ``timeout`` seconds; (None, None) when none came."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self._poll()
+            if got[0] is not None:
+                return got
+            active = [inp for inp in self.inputs if not inp.finished]
+            remaining = deadline - time.monotonic()
+            if not active or remaining <= 0:
+                return None, None
+            if shm.wait_any([inp.sub for inp in active], min(remaining, 0.1)) < 0:
+                self._check_writers(active)
+
+    def _poll(self) -> tuple[Frame, Input] | tuple[None, None]:
+        if self._pending:
+            return self._pending.pop(0)
+        n = len(self.inputs)
+        for k in range(n):
+            inp = self.inputs[(self._next + k) % n]
+            if inp.finished:
+                continue
+            frame = inp.sub.recv_nowait()
+            if frame is not None:
+                self._next = (self._next + k + 1) % n
+                frame.topic = inp.label
+                return frame, inp
+        return None, None
+
+    def _check_writers(self, active: list[Input]) -> None:
+        """Mark inputs whose writer closed (or never came, when the supervisor said the source is done)."""
+        for inp in active:
+            status = inp.sub.writer_status()
+            if status == "closed" or (status in ("none", "dead") and inp.source in self._done_sources):
+                frame = inp.sub.recv_nowait()          # published just before it closed?
+                if frame is None:
+                    inp.finished = True
+                else:
+                    frame.topic = inp.label
+                    self._pending.append((frame, inp))
+
+    def source_done(self, source: str) -> None:
+        """The supervisor says every replica of ``source`` finished its stream."""
+        self._done_sources.add(source)
+
+    def finished(self) -> bool:
+        """True when every input's source ended its stream and everything was read."""
+        return bool(self.inputs) and all(inp.finished for inp in self.inputs)
+
+    def statistics(self) -> dict[str, dict]:
+        """Per input label: frames received and skipped (drops) as the rings count them."""
+        out: dict[str, dict] = {}
+        for inp in self.inputs:
+            s = inp.sub.statistics()
+            agg = out.setdefault(inp.label, {"received": 0, "drops": 0, "lag": 0})
+            agg["received"] += s.received
+            agg["drops"] += s.drops
+            agg["lag"] = max(agg["lag"], s.lag)
+        return out
+
+    def close(self) -> None:
+        for inp in self.inputs:
+            inp.sub.close()
+

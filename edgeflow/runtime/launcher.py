@@ -1,0 +1,115 @@
+"""``app.run()`` / ``python main.py``: parse the run's flags, validate the graph, and run it.
+
+    python main.py                 every node on this host, each replica in its own process, every edge over
+                                   shared memory; supervised; Ctrl-C stops everything and cleans up
+    python main.py --node camera   only that node, in the foreground (nodes started this way on one host find
+                                   each other over shared memory)
+    --frames N     each producer stops after N frames; the run ends when every node has drained
+    --duration S   stop after S seconds
+    --stats [S]    print node statistics every S seconds (default 5)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from edgeflow.errors import ConfigError, EdgeFlowError
+from edgeflow.runtime import plan as planning
+from edgeflow.transport import shm
+
+log = logging.getLogger("edgeflow")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The run's own flags; anything else on the command line is left for the user's script."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--node", default=os.environ.get("EDGEFLOW_NODE"))
+    parser.add_argument("--replica", type=int, default=0)
+    parser.add_argument("--frames", type=int, default=None)
+    parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument("--stats", type=float, nargs="?", const=5.0, default=None)
+    parser.add_argument("--debug", action="store_true")
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.frames is not None and args.frames < 1:
+        raise ConfigError(f"--frames {args.frames}: must be at least 1")
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration {args.duration}: must be positive")
+    return args
+
+
+def run_app(app, argv: list[str] | None = None) -> int:
+    """Run ``app`` as the command line asks; returns the exit code (0 ok, 1 a node failed, 2 config error)."""
+    try:
+        args = parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
+        graph = app.graph()
+        if args.node:
+            return run_one(graph, args)
+        return run_all(graph, args)
+    except EdgeFlowError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+
+
+def _broker_note(graph) -> None:
+    if graph.broker is not None:
+        print(f"note: broker {graph.broker.redacted()} is configured, but every node runs on this host, "
+              "so it is not used")
+
+
+def run_all(graph, args) -> int:
+    """Every node on this host under one supervisor."""
+    from edgeflow.runtime.supervisor import Supervisor
+    running = shm.live_writers(graph.app)
+    if running:
+        raise ConfigError(f"app '{graph.app}' is already running on this host (pid {running[0][1]}); "
+                          "stop it first or give this app another name")
+    stale = shm.sweep_app(graph.app)
+    if stale:
+        print(f"note: removed {len(stale)} shared-memory segments left by an earlier run of '{graph.app}'")
+    _broker_note(graph)
+    for line in planning.edge_lines(graph):
+        print(line)
+    sup = Supervisor(graph, planning.plan(graph), frames=args.frames, duration=args.duration,
+                     stats_interval=args.stats)
+    previous = {sig: signal.signal(sig, sup.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        sup.start()
+        return sup.wait()
+    finally:
+        sup.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_one(graph, args) -> int:
+    """One node (one replica) in the foreground, as ``python main.py --node X``."""
+    from edgeflow.runtime.loop import NodeJob, NodeRunner
+    spec = graph.node(args.node)             # GraphError with a did-you-mean for an unknown name
+    if not 0 <= args.replica < spec.replicas:
+        raise ConfigError(f"--replica {args.replica}: node '{spec.name}' has {spec.replicas} replica(s)")
+    plans = planning.plan(graph)
+    _broker_note(graph)
+    for line in planning.edge_lines(graph):
+        if line.startswith(f"{spec.name} -> ") or f" -> {spec.name}:" in line:
+            print(line)
+    frames = args.frames if spec.kind == "producer" else None
+    runner = NodeRunner(NodeJob(graph.app, spec, plans[spec.name], args.replica, frames))
+    previous = {sig: signal.signal(sig, runner.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    timer = None
+    if args.duration:
+        import threading
+        timer = threading.Timer(args.duration, runner.stop)
+        timer.daemon = True
+        timer.start()
+    try:
+        return runner.run()
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

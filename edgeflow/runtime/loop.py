@@ -1,0 +1,245 @@
+"""One node replica's life in its own process: open its rings, call its hooks, publish its results.
+
+``node_main`` is the entry point of a node process (started with multiprocessing's "spawn", never fork).
+``NodeRunner`` is also used in the foreground by ``python main.py --node X``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+import time
+import traceback
+from typing import Any
+
+from edgeflow.errors import HeldFramesError, NodeError
+from edgeflow.frame import Frame
+from edgeflow.nodes.base import EndOfStream
+from edgeflow.runtime.inputs import InputSet
+from edgeflow.runtime.metrics import NodeMetrics
+from edgeflow.runtime.outputs import Output
+from edgeflow.transport import shm
+
+STATS_PERIOD = 0.5           # seconds between statistics sent to the supervisor
+DRAIN_TIMEOUT = 5.0          # a finishing node waits this long for DURABLE consumers to take its last frames
+MAX_HELD = 8                 # frames a node may keep referenced past its hook before recv fails loudly
+
+log = logging.getLogger("edgeflow.runtime")
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeJob:
+    """Everything a node process needs (picklable)."""
+    app: str
+    spec: Any                # graph.NodeSpec
+    plan: Any                # plan.NodePlan
+    replica: int = 0
+    frames: int | None = None
+    slots: int = 8
+
+
+class NodeContext:
+    """The runtime side of a node, as the node sees it through ``self.context``."""
+
+    def __init__(self, output: Output | None, metrics: NodeMetrics) -> None:
+        self._output = output
+        self.metrics = metrics
+        self.current_frame: Frame | None = None
+
+    def output(self, shape, dtype):
+        if self._output is None:
+            raise NodeError(f"node '{self.metrics.node}' has no output to write into", node=self.metrics.node)
+        return self._output.loan(shape, dtype)
+
+
+class NodeRunner:
+    """Runs one replica of one node until its stream ends, ``stop()`` is called, or a signal arrives."""
+
+    def __init__(self, job: NodeJob, conn=None) -> None:
+        self.job = job
+        self.conn = conn
+        self.name = job.spec.name
+        self.metrics = NodeMetrics(self.name, job.replica)
+        self.stopping = threading.Event()
+        self._next_stats = 0.0
+        self._errors_logged: set = set()
+        self.inputs: InputSet | None = None
+        self.output: Output | None = None
+
+    def stop(self, *_: object) -> None:
+        """Ask the loop to finish after the current hook (signal-safe)."""
+        self.stopping.set()
+
+    def run(self) -> int:
+        """Open rings, run the node's hooks, close everything; 0 when the stream ended or we were stopped."""
+        node = None
+        try:
+            self._open()
+            node = self.job.spec.make_instance(self.job.replica)
+            node.context = NodeContext(self.output, self.metrics)
+            node.setup()
+            self._loop(node)
+            return 0
+        finally:
+            try:
+                if node is not None:
+                    node.teardown()
+            finally:
+                self._close()
+
+    # -- wiring ----------------------------------------------------------------------------------------------
+    def _open(self) -> None:
+        plan, job = self.job.plan, self.job
+        if plan.kind != "sink" and plan.kind != "gateway":
+            pub = shm.Publisher(plan.outputs[job.replica], app=job.app, slots=job.slots)
+            self.output = Output(self.name, pub)
+        if plan.inputs:
+            # a fusion node holds up to queue_size frames per input while it waits for partners
+            held = max(MAX_HELD, int(job.spec.options.get("queue_size", 10)) + 2) if plan.kind == "fusion" \
+                else MAX_HELD
+            self.inputs = InputSet.open(job.app, plan.inputs, max_held=held)
+
+    def _close(self) -> None:
+        self._send_stats(force=True)
+        if self.inputs is not None:
+            self.inputs.close()
+        if self.output is not None:
+            # a finished stream waits for DURABLE consumers to take its last frames; a stopped one does not
+            self.output.close(0.0 if self.stopping.is_set() else DRAIN_TIMEOUT)
+
+    # -- loops ---------------------------------------------------------------------------------------------
+    def _loop(self, node) -> None:
+        if self.job.plan.kind == "producer":
+            self._produce_loop(node)
+        elif self.job.plan.kind == "fusion":
+            from edgeflow.runtime.fusionloop import fusion_loop
+            fusion_loop(self, node)
+        else:
+            self._consume_loop(node)
+
+    def _produce_loop(self, node) -> None:
+        fps = getattr(node, "fps", None)
+        period = 1.0 / fps if fps else 0.0
+        limit = self.job.frames
+        due = time.monotonic()
+        while not self.stopping.is_set() and (limit is None or self.metrics.frames_out < limit):
+            if period:
+                if self.stopping.wait(max(0.0, due - time.monotonic())):
+                    break
+                due += period
+                if time.monotonic() - due > period:        # fell behind: do not burst to catch up
+                    due = time.monotonic()
+            received = time.time()
+            t0 = time.perf_counter()
+            try:
+                result = node.produce()
+            except EndOfStream:
+                return
+            if result is EndOfStream:
+                return
+            self._deliver(result, None, received, t0)
+            self._service()
+
+    def _consume_loop(self, node) -> None:
+        kind = self.job.plan.kind
+        hook = node.consume if kind == "sink" else node.process
+        while not self.stopping.is_set():
+            try:
+                frame, inp = self.inputs.next(0.1)
+            except HeldFramesError as exc:
+                self._log_once("held", f"{self.name}: {exc}")
+                raise
+            if frame is None:
+                if self.inputs.finished():
+                    return
+                self._service()
+                continue
+            self.metrics.received(inp.label)
+            received = time.time()
+            t0 = time.perf_counter()
+            node.context.current_frame = frame
+            try:
+                self._deliver(hook(frame if kind == "gateway" else frame.data), frame, received, t0)
+            except Exception as exc:          # a failing hook is logged once, counted, and the loop goes on
+                self._hook_failed(exc)
+            finally:
+                node.context.current_frame = None
+                frame.release()
+            self._service()
+
+    def _deliver(self, result: Any, source: Frame | None, received: float, t0: float) -> None:
+        try:
+            if self.output is not None:
+                fid = self.output.send(result, source, received)
+                if fid is not None:
+                    self.metrics.frames_out += 1
+            elif source is not None:
+                self.metrics.frames_out += 1                # sinks and gateways: consumed
+        except NodeError as exc:
+            self.metrics.errors += 1
+            self.metrics.dropped("unsendable")
+            self._log_once(("unsendable", str(exc)), str(exc))
+        finally:
+            self.metrics.processing.add(time.perf_counter() - t0)
+            if source is not None:
+                self.metrics.latency.add(time.time() - source.timestamp)
+
+    def _hook_failed(self, exc: Exception) -> None:
+        self.metrics.errors += 1
+        self.metrics.dropped("error")
+        key = (type(exc).__name__, str(exc)[:80])
+        self._log_once(key, f"{self.name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+
+    def _log_once(self, key, message: str) -> None:
+        if key not in self._errors_logged:
+            self._errors_logged.add(key)
+            log.error(message)
+
+    # -- supervisor link -------------------------------------------------------------------------------------
+    def _service(self) -> None:
+        """Between frames: statistics out, control messages in."""
+        self._send_stats()
+        if self.conn is None:
+            return
+        while self.conn.poll():
+            message = self.conn.recv()
+            if message[0] == "stop":
+                self.stopping.set()
+            elif message[0] == "source_done" and self.inputs is not None:
+                self.inputs.source_done(message[1])
+
+    def _send_stats(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.conn is None or (now < self._next_stats and not force):
+            return
+        self._next_stats = now + STATS_PERIOD
+        snap = self.metrics.snapshot()
+        if self.inputs is not None:
+            ring = self.inputs.statistics()
+            snap["edge_drops"] = {label: s["drops"] for label, s in ring.items()}
+            snap["drops"]["skipped"] = sum(snap["edge_drops"].values())   # latest-wins / BALANCED skips
+        try:
+            self.conn.send(("stats", snap))
+        except (BrokenPipeError, OSError):
+            self.conn = None                                # the supervisor is gone; we are being stopped
+
+
+def node_main(job: NodeJob, conn) -> None:
+    """Entry point of a node process: run the node, exit 0 when its stream ended or it was stopped."""
+    _die_with_parent()
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {job.spec.name}[{job.replica}] %(message)s")
+    runner = NodeRunner(job, conn)
+    signal.signal(signal.SIGTERM, runner.stop)
+    signal.signal(signal.SIGINT, runner.stop)
+    runner.run()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent (the supervisor) dies, so no node outlives its app."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except OSError:
+        pass

@@ -1,0 +1,98 @@
+"""A node's output: turn what a hook returned into a frame and publish it, zero-copy when the node filled a loan.
+
+Output frames keep the capture timestamp of the frame that caused them, carry the input's meta forward (the
+node's own meta wins), and gain one hop in the trace (meta key TRACE_KEY: [node, received, sent] per hop), so
+end-to-end latency can be measured at any node.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from edgeflow.errors import NodeError
+from edgeflow.frame import Frame
+
+TRACE_KEY = "edgeflow.trace"
+MAX_HOPS = 16                     # keep meta small however long the pipeline
+
+
+def normalize(node: str, result: Any) -> tuple[Any, dict | None, float | None]:
+    """(data, meta, timestamp) from a hook's return value; data None means nothing to send.
+
+    Accepted: None, an ndarray, bytes-like, a Frame, or (data, meta). Anything else raises NodeError naming the
+    node and the type.
+    """
+    if result is None:
+        return None, None, None
+    if isinstance(result, Frame):
+        return result.data, result.meta, result.timestamp
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
+        data, meta, _ = normalize(node, result[0])
+        return data, result[1], None
+    if isinstance(result, np.ndarray):
+        if result.dtype.hasobject:
+            raise NodeError(f"node '{node}' returned an array of Python objects (dtype {result.dtype}); "
+                            "return a numeric array, bytes, a Frame, (data, meta) or None", node=node)
+        return result, None, None
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return result, None, None
+    raise NodeError(f"node '{node}' returned {type(result).__name__}, which cannot be sent; return an ndarray, "
+                    "bytes, a Frame, (data, meta) or None", node=node)
+
+
+def hop_meta(node: str, source: Frame | None, meta: dict | None, received: float) -> dict:
+    """The output frame's meta: the input's meta, overridden by the node's, plus this hop in the trace."""
+    out = dict(source.meta) if source is not None and source.meta else {}
+    if meta:
+        out.update(meta)
+    trace = list(out.get(TRACE_KEY, ()))[-(MAX_HOPS - 1):]
+    trace.append([node, round(received, 6), round(time.time(), 6)])
+    out[TRACE_KEY] = trace
+    return out
+
+
+class Output:
+    """Publishes one node replica's results to its output ring (a Publisher made by the runtime)."""
+
+    def __init__(self, node: str, publisher) -> None:
+        self.node = node
+        self.publisher = publisher
+        self._loan = None
+
+    def loan(self, shape, dtype) -> np.ndarray:
+        """A writable array in a free slot; returning it from the hook publishes it with no copy."""
+        if self._loan is not None:
+            self._loan.abort()
+        self._loan = self.publisher.loan(shape, dtype)
+        return self._loan.array
+
+    def send(self, result: Any, source: Frame | None, received: float) -> int | None:
+        """Publish a hook's result; returns its frame_id, or None when there was nothing to send."""
+        loan, self._loan = self._loan, None
+        try:
+            data, meta, timestamp = normalize(self.node, result)
+        except NodeError:
+            if loan is not None:
+                loan.abort()
+            raise
+        if data is None:
+            if loan is not None:
+                loan.abort()
+            return None
+        if timestamp is None:
+            timestamp = source.timestamp if source is not None else (loan.timestamp if loan else time.time())
+        meta = hop_meta(self.node, source, meta, received)
+        if loan is not None and data is loan.array:          # the node filled its loan: publish in place
+            return loan.commit(timestamp=timestamp, meta=meta)
+        if loan is not None:
+            loan.abort()
+        return self.publisher.publish(data, timestamp=timestamp, meta=meta)
+
+    def close(self, timeout: float = 0.0) -> None:
+        if self._loan is not None:
+            self._loan.abort()
+            self._loan = None
+        self.publisher.close(timeout)

@@ -1,0 +1,235 @@
+"""The supervisor: one process per node replica, restarts with back-off, statistics, clean shutdown.
+
+It owns every node process and the app's shared memory: on stop (Ctrl-C, SIGTERM, --duration, or every stream
+ended) it stops all children within STOP_TIMEOUT seconds and removes the app's segments from /dev/shm.
+
+Restart policy: a node replica that exits with an error is restarted after 0.5 s, then 1, 2, 4 ... (at most
+10 s); after RESTART_LIMIT restarts within RESTART_WINDOW seconds the supervisor gives up on it, says so, and the
+run ends with exit code 1 once everything else has finished. A replica that exits normally (its stream ended)
+is not restarted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import time
+from typing import Callable
+
+from edgeflow.runtime import metrics
+from edgeflow.runtime.loop import NodeJob, node_main
+from edgeflow.runtime.plan import groups_to_declare
+from edgeflow.transport import shm
+
+RESTART_LIMIT = 5
+RESTART_WINDOW = 60.0
+STOP_TIMEOUT = 4.0            # seconds between asking children to stop and killing them (Ctrl-C: < 5 s in all)
+
+log = logging.getLogger("edgeflow.supervisor")
+
+
+@dataclasses.dataclass
+class Replica:
+    """One node replica's process and its history."""
+    job: NodeJob
+    process: multiprocessing.Process | None = None
+    conn: multiprocessing.connection.Connection | None = None
+    state: str = "starting"          # running, restarting, finished, failed, stopped
+    restarts: int = 0
+    crash_times: list = dataclasses.field(default_factory=list)
+    restart_at: float = 0.0
+    stats: dict | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.job.spec.name}[{self.job.replica}]"
+
+
+class Supervisor:
+    """Runs a planned graph on this host. ``start()``, then ``wait()``; ``stop()`` from anywhere."""
+
+    def __init__(self, graph, plans: dict, *, frames: int | None = None, duration: float | None = None,
+                 stats_interval: float | None = None, echo: Callable[[str], None] = print) -> None:
+        self.graph = graph
+        self.app = graph.app
+        self.plans = plans
+        self.frames = frames
+        self.duration = duration
+        self.stats_interval = stats_interval
+        self.echo = echo
+        self.replicas: list[Replica] = []
+        self._ctx = multiprocessing.get_context("spawn")
+        self._stop_requested = False
+        self._stopped = False
+        self._started_at = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Declare durable groups, then start every node replica (consumers first, so REALTIME links see the
+        producers' first frames too)."""
+        for topic, group, qos, max_lag in groups_to_declare(self.plans):
+            shm.declare_group(topic, group, qos, app=self.app, max_lag=max_lag or shm.DEFAULT_MAX_LAG)
+        order = list(reversed(self.graph.topological_order()))
+        for name in order:
+            spec, plan = self.graph.node(name), self.plans[name]
+            for r in range(spec.replicas):
+                frames = self.frames if spec.kind == "producer" else None
+                rep = Replica(NodeJob(self.app, spec, plan, r, frames))
+                self.replicas.append(rep)
+                self._spawn(rep)
+        self._started_at = time.monotonic()
+
+    def _spawn(self, rep: Replica) -> None:
+        parent_end, child_end = self._ctx.Pipe()
+        proc = self._ctx.Process(target=node_main, args=(rep.job, child_end), name=f"edgeflow:{rep.label}")
+        proc.start()
+        child_end.close()
+        rep.process, rep.conn, rep.state = proc, parent_end, "running"
+
+    def request_stop(self, *_: object) -> None:
+        """Ask the run to stop (signal-safe): wait() then stops every child and returns."""
+        self._stop_requested = True
+
+    def wait(self) -> int:
+        """Supervise until every node finished, the duration passed, or a stop was requested; 0 unless a node
+        was given up on."""
+        next_print = time.monotonic() + (self.stats_interval or 0)
+        try:
+            while not self._stop_requested:
+                self._pump(0.1)
+                now = time.monotonic()
+                if self.duration is not None and now - self._started_at >= self.duration:
+                    break
+                if self.stats_interval and now >= next_print:
+                    next_print = now + self.stats_interval
+                    self.echo(metrics.format_table(self.statistics()["nodes"]))
+                if all(r.state in ("finished", "failed") for r in self.replicas):
+                    break
+        finally:
+            self.stop()
+        return 1 if any(r.state == "failed" for r in self.replicas) else 0
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop every child (SIGTERM, then SIGKILL after ``timeout``), then remove the app's shared memory."""
+        if self._stopped:
+            return
+        self._stopped = True
+        live = [r for r in self.replicas if r.process is not None and r.process.is_alive()]
+        for rep in live:
+            os.kill(rep.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for rep in live:
+            rep.process.join(max(0.0, deadline - time.monotonic()))
+        for rep in self.replicas:
+            self._reap(rep, kill=True)
+        left = shm.sweep_app(self.app)
+        if left:
+            log.debug("removed %d shared-memory segments of app %s", len(left), self.app)
+
+    def _reap(self, rep: Replica, kill: bool = False) -> None:
+        proc = rep.process
+        if proc is None:
+            return
+        if kill and proc.is_alive():
+            proc.kill()
+        proc.join(1.0)
+        self._drain_conn(rep)
+        if rep.conn is not None:
+            rep.conn.close()
+        proc.close()
+        rep.process, rep.conn = None, None
+        if rep.state in ("running", "starting", "restarting"):
+            rep.state = "stopped"
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def _pump(self, timeout: float) -> None:
+        waitables = {}
+        for rep in self.replicas:
+            if rep.process is not None:
+                waitables[rep.process.sentinel] = rep
+                if rep.conn is not None:
+                    waitables[rep.conn] = rep
+        ready = multiprocessing.connection.wait(list(waitables), timeout) if waitables else []
+        if not waitables:
+            time.sleep(timeout)
+        for obj in ready:
+            rep = waitables[obj]
+            if obj is rep.conn:
+                self._drain_conn(rep)
+        for rep in self.replicas:
+            if rep.process is not None and not rep.process.is_alive():
+                self._exited(rep)
+            elif rep.state == "restarting" and time.monotonic() >= rep.restart_at:
+                self.echo(f"{rep.label}: restarting (restart {rep.restarts})")
+                self._spawn(rep)
+
+    def _drain_conn(self, rep: Replica) -> None:
+        try:
+            while rep.conn is not None and rep.conn.poll():
+                kind, payload = rep.conn.recv()
+                if kind == "stats":
+                    rep.stats = payload
+        except (EOFError, OSError):
+            pass
+
+    def _exited(self, rep: Replica) -> None:
+        code = rep.process.exitcode
+        self._reap(rep)
+        if self._stop_requested:
+            rep.state = "stopped"
+        elif code == 0:
+            rep.state = "finished"
+            self._tell_downstream_if_done(rep.job.spec.name)
+        else:
+            self._crashed(rep, code)
+
+    def _crashed(self, rep: Replica, code: int) -> None:
+        now = time.monotonic()
+        rep.crash_times = [t for t in rep.crash_times if now - t < RESTART_WINDOW] + [now]
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        if len(rep.crash_times) > RESTART_LIMIT:
+            rep.state = "failed"
+            self.echo(f"{rep.label}: crashed ({how}) {len(rep.crash_times)} times in {RESTART_WINDOW:g} s; "
+                      "giving up on it")
+            self._tell_downstream_if_done(rep.job.spec.name)
+            return
+        delay = min(0.5 * 2 ** (len(rep.crash_times) - 1), 10.0)
+        rep.restarts += 1
+        rep.state, rep.restart_at = "restarting", now + delay
+        self.echo(f"{rep.label}: crashed ({how}); restart {rep.restarts} in {delay:g} s")
+
+    def _tell_downstream_if_done(self, name: str) -> None:
+        """When every replica of a node has ended, its consumers stop waiting for more of its frames."""
+        if not all(r.state in ("finished", "failed") for r in self.replicas if r.job.spec.name == name):
+            return
+        for edge in self.graph.outputs_of(name):
+            for rep in self.replicas:
+                if rep.job.spec.name == edge.target and rep.conn is not None:
+                    try:
+                        rep.conn.send(("source_done", name))
+                    except (BrokenPipeError, OSError):
+                        pass
+
+    # -- statistics ------------------------------------------------------------------------------------------
+    def statistics(self) -> dict:
+        """A snapshot: per node (replicas merged, restarts, state) and per edge (frames, drops, transport)."""
+        nodes = {}
+        for spec in self.graph.nodes:
+            reps = [r for r in self.replicas if r.job.spec.name == spec.name]
+            snaps = [r.stats for r in reps if r.stats]
+            merged = metrics.merge(snaps) if snaps else metrics.merge([])
+            merged["restarts"] = sum(r.restarts for r in reps)
+            merged["states"] = [r.state for r in reps]
+            nodes[spec.name] = merged
+        edges = []
+        for edge in self.graph.edges:
+            label = edge.source if edge.channel is None else f"{edge.source}.{edge.channel}"
+            target = nodes[edge.target]
+            edges.append({"source": edge.source, "target": edge.target, "qos": edge.qos.name,
+                          "transport": "shm", "frames": target["edges_in"].get(label, 0),
+                          "drops": target["edge_drops"].get(label, 0)})
+        return {"app": self.app, "nodes": nodes, "edges": edges}
