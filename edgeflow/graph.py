@@ -406,7 +406,24 @@ class EdgeApp:
         if _run_hook is not None:
             return _run_hook(self, argv)
         from edgeflow.runtime import launcher      # imported here: the graph layer never imports the runtime
-        return launcher.run_app(self, argv)
+        code = launcher.run_app(self, argv)
+        if code:
+            raise SystemExit(code)                 # `python main.py` exits non-zero when the run failed
+        return code
+
+    def start(self, *, frames: int | None = None, duration: float | None = None) -> Any:
+        """Start every node on this host in the background and return the running app.
+
+        For robotics code that embeds a pipeline, and for tests. The returned object has ``statistics()``,
+        ``wait(timeout=None)`` (the exit code, or None while running) and ``stop()``; it is a context manager
+        that stops the app on exit. Signals are left to the caller.
+
+        Example:
+            >>> with app.start(frames=100) as running:
+            ...     code = running.wait(timeout=30)
+        """
+        from edgeflow.runtime import launcher
+        return launcher.start_app(self, frames=frames, duration=duration)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self._specs)} nodes, {len(self._links)} links>"

@@ -498,12 +498,13 @@ cdef class RingWriter:
     """The one writer of a ring. See ring.pyi for the documented API."""
 
     @staticmethod
-    def create(str name, *, uint32_t slots=8, uint64_t slot_bytes=0, bint grow=True,
-               double backpressure_timeout=5.0):
-        if not 3 <= slots <= EF_MAX_SLOTS:
-            raise ConfigError(f"{name}: slots={slots}: a ring has 3 to {EF_MAX_SLOTS} slots")
-        if backpressure_timeout < 0:
-            raise ConfigError(f"{name}: backpressure_timeout must be >= 0 seconds")
+    def create(str name, *, slots=8, slot_bytes=0, bint grow=True, backpressure_timeout=5.0):
+        if type(slots) is not int or not 3 <= slots <= EF_MAX_SLOTS:
+            raise ConfigError(f"{name}: slots={slots!r}: a ring has 3 to {EF_MAX_SLOTS} slots")
+        if type(slot_bytes) is not int or not 0 <= slot_bytes < (1 << 40):
+            raise ConfigError(f"{name}: slot_bytes={slot_bytes!r}: 0 (size from the first frame) or a byte count")
+        if not isinstance(backpressure_timeout, (int, float)) or not backpressure_timeout >= 0:
+            raise ConfigError(f"{name}: backpressure_timeout={backpressure_timeout!r}: seconds, >= 0")
         cdef RingWriter w = RingWriter.__new__(RingWriter)
         w.closed = True
         w.name = name
@@ -853,12 +854,21 @@ cdef class RingWriter:
             return
         self.closed = True
         cdef ef_ctl *c = self.ctl
-        cdef uint32_t n
-        # Unlink first: a reader woken by the close that re-attaches must find a fresh ring, not this one.
-        for n in range(max(c.oldest_gen, 1), c.generation + 1):
-            unlink_segment(_gen_name(self.name, n))
-        unlink_segment(self.name + ".ctl")
-        ef_store32_rel(&c.writer_state, EF_WRITER_CLOSED)
+        cdef uint32_t n, r
+        # With live readers attached the ring stays: they drain what is left (generations they have not mapped
+        # yet included), a new writer may take it over where this one stopped, and the last reader out removes
+        # it. Readers that died are reclaimed first, so they keep nothing.
+        self.closed = False
+        self.reclaim_dead()
+        self.closed = True
+        _lock(c)
+        try:
+            attached = any(c.readers[r].state != EF_READER_FREE for r in range(EF_MAX_READERS))
+            if not attached:
+                _unlink_ring(c, self.name)
+            ef_store32_rel(&c.writer_state, EF_WRITER_CLOSED)
+        finally:
+            _unlock(c)
         _futex_wake(&c.seq_futex, INT_MAX)
         self.cur = None
         self.old_gens = []
@@ -871,6 +881,13 @@ cdef class RingWriter:
                 self.close()
             except BaseException:
                 pass
+
+
+cdef void _unlink_ring(ef_ctl *c, str name):
+    cdef uint32_t n
+    for n in range(max(c.oldest_gen, 1), c.generation + 1):
+        unlink_segment(_gen_name(name, n))
+    unlink_segment(name + ".ctl")
 
 
 cdef void _reclaim_reader(ef_ctl *c, uint32_t r, list gens) except *:
@@ -945,9 +962,11 @@ cdef class RingReader:
     """One reader of a ring. See ring.pyi for the documented API."""
 
     @staticmethod
-    def attach(str name, *, bint durable=False, str group=None, int max_held=4, uint32_t max_lag=0):
-        if max_held < 1:
-            raise ConfigError(f"{name}: max_held must be at least 1")
+    def attach(str name, *, bint durable=False, str group=None, max_held=4, max_lag=0):
+        if type(max_held) is not int or not 1 <= max_held <= 1024:
+            raise ConfigError(f"{name}: max_held={max_held!r}: 1 to 1024 frames")
+        if type(max_lag) is not int or not 0 <= max_lag <= 1 << 30:
+            raise ConfigError(f"{name}: max_lag={max_lag!r}: a number of frames >= 1 (0: not BALANCED)")
         if durable and max_lag:
             raise ConfigError(f"{name}: max_lag is for BALANCED readers, not DURABLE ones")
         gname = _group_name(group)
@@ -1005,9 +1024,14 @@ cdef class RingReader:
     def _forget_old_generations(self, uint32_t newest):
         """Drop mappings this reader can no longer need (views keep their own reference)."""
         cdef uint64_t cursor = self.ctl.groups[self.group].cursor
+        cdef _Generation g
+        cdef uint32_t i
         for n in list(self.gens):
             g = <_Generation>self.gens[n]
-            if n < newest and (self.mode == EF_MODE_REALTIME or g.hdr.sealed_last < cursor):
+            if n >= newest or (self.mode != EF_MODE_REALTIME and g.hdr.sealed_last >= cursor):
+                continue
+            # a view this reader still holds pins a slot there: close() must find it to unpin it
+            if not any(ef_load64_acq(&g.slot(i).pin_mask) & self.bit for i in range(g.slot_count)):
                 del self.gens[n]
 
     cdef _Generation _gen_for_seq(self, uint64_t seq):
@@ -1268,9 +1292,10 @@ cdef class RingReader:
             return last > ef_load64_acq(&g.cursor)
         return ef_load64_acq(&g.cursor) <= last or ef_load32_acq(&g.redeliver_n) > 0
 
-    def wait(self, timeout=None):
+    def wait(self, timeout=None, uint64_t known_epoch=0):
         """Sleep until something may be ready (READY), the timeout passes (TIMEOUT), or the writer is gone
-        (WRITER_CLOSED, WRITER_DEAD). Releases the GIL while asleep."""
+        (WRITER_CLOSED, WRITER_DEAD). A writer whose epoch is ``known_epoch`` (already reported to the caller) is
+        not reported again: the wait goes on until a new writer publishes. Releases the GIL while asleep."""
         self._check_open()
         cdef ef_ctl *c = self.ctl
         cdef double deadline = _mono() + (1e9 if timeout is None else max(<double>timeout, 0.0))
@@ -1283,6 +1308,8 @@ cdef class RingReader:
                 return READY
             now = _mono()
             state = ef_load32_acq(&c.writer_state)
+            if known_epoch and c.writer_epoch == known_epoch:
+                state = EF_WRITER_NONE                   # already reported: wait for the next writer
             if state == EF_WRITER_CLOSED:
                 return WRITER_CLOSED
             if state == EF_WRITER_RUNNING and now >= next_check:
@@ -1313,6 +1340,27 @@ cdef class RingReader:
         self._check_open()
         return self.ctl.ring_id
 
+    def writer_epoch(self):
+        """Bumped by every writer that takes the ring: tells one writer's death or close from the next's."""
+        self._check_open()
+        return self.ctl.writer_epoch
+
+    def is_orphaned(self):
+        """True when the ring's name no longer leads to this reader's ring (removed, or made anew)."""
+        self._check_open()
+        cdef stat st
+        cdef int fd = _open(self.name + ".ctl", O_RDWR)
+        if fd < 0:
+            return True
+        try:
+            fstat(fd, &st)
+            if <size_t>st.st_size != sizeof(ef_ctl):
+                return True
+            m = _map(fd, sizeof(ef_ctl), self.name + ".ctl", False)
+        finally:
+            close(fd)
+        return (<ef_ctl *>(<_Mapping>m).addr).ring_id != self.ctl.ring_id
+
     def statistics(self):
         """A dict snapshot of this reader: taken, drops, copies (pin budget exhausted), held, lag."""
         self._check_open()
@@ -1339,7 +1387,7 @@ cdef class RingReader:
                 if old == self.bit:
                     ef_sub32_sc(&gm.hdr.pinned_slots, 1)
         self.held = 0
-        writer_gone = c.writer_state != EF_WRITER_RUNNING or not _alive(c.writer_pid, c.writer_start)
+        writer_alive = c.writer_state == EF_WRITER_RUNNING and _alive(c.writer_pid, c.writer_start)
         _lock(c)
         try:
             g = &c.groups[self.group]
@@ -1349,14 +1397,14 @@ cdef class RingReader:
                 _free_group(c, self.group)
             c.readers[self.index].held = 0
             ef_store32_rel(&c.readers[self.index].state, EF_READER_FREE)
-            # The last one out of a ring without a writer removes it, unless a group still keeps a cursor there.
-            last_out = writer_gone and c.writer_state != EF_WRITER_CLOSED \
+            # The last one out of a ring without a live writer removes it: always after a clean close (the
+            # stream ended), otherwise only when no group keeps a position there for a writer to come.
+            last_out = not writer_alive \
                 and not any(c.readers[r].state != EF_READER_FREE for r in range(EF_MAX_READERS)) \
-                and not any(c.groups[r].state == EF_GROUP_ACTIVE for r in range(EF_MAX_GROUPS))
+                and (c.writer_state == EF_WRITER_CLOSED
+                     or not any(c.groups[r].state == EF_GROUP_ACTIVE for r in range(EF_MAX_GROUPS)))
             if last_out:
-                for n in range(max(c.oldest_gen, 1), c.generation + 1):
-                    unlink_segment(_gen_name(self.name, n))
-                unlink_segment(self.name + ".ctl")
+                _unlink_ring(c, self.name)
         finally:
             _unlock(c)
         self._notify_writer()

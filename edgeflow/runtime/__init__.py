@@ -1,1 +1,1 @@
-"""Running an app: launcher, supervisor, receive loop, registry, metrics and the `edgeflow bench` workloads."""
+"""Running an app: launcher, supervisor, loop, registry, metrics, and the `edgeflow bench` workloads."""

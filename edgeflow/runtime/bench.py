@@ -3,22 +3,25 @@
 Every two-process case starts one consumer child (multiprocessing "spawn" context: a CLI reuses this, and
 fork would copy its threads and sockets), then runs two phases against it:
 
-- latency: paced sends (one every ``pace_s``, and never before the previous frame was acknowledged, so nothing
-  queues). The producer stamps ``time.time()`` just before it calls loan/publish/put/send; the consumer
-  computes ``now - stamp`` as soon as it holds the frame or its view (edgeflow: ``Frame.timestamp``, the view is
-  never copied; baselines: the stamp is in the first 8 bytes of the payload).
+- latency: paced sends (one every ``pace_s``, and never before the previous frame was acknowledged, so
+  nothing queues). The producer stamps ``time.time()`` just before it calls loan/publish/put/send; the
+  consumer computes ``now - stamp`` as soon as it holds the frame or its view (edgeflow: ``Frame.timestamp``,
+  the view is never copied; baselines: the stamp is in the first 8 bytes of the payload).
 - throughput: an unpaced burst (``burst_n`` frames or ``burst_s`` seconds). Rates count frames the consumer
   actually received: REALTIME is latest-wins and drops frames, so compare throughput with DURABLE and the
   baselines, which deliver every frame.
 
-Payload layout, every case: ``<d Q Q>`` stamp, index, kind at offset 0 and the index again in the last 8 bytes,
-so a torn or truncated frame shows up as a mismatch. The consumer checks index, kind, size and frame_id of
-every frame it gets: a fast wrong answer is an error, not a figure. Loan cases write only these markers into the
-slot (producing pixels in place is the application's cost) unless ``BenchConfig.loan_fill``.
+Payload layout, every case: ``<d Q Q>`` stamp, index, kind at offset 0 and the index again in the last 8
+bytes, so a torn or truncated frame shows up as a mismatch. The consumer checks index, kind, size and
+frame_id of every frame it gets: a fast wrong answer is an error, not a figure. Loan cases write only these
+markers into the slot (producing pixels in place is the application's cost) unless ``BenchConfig.loan_fill``.
 
-Floors measured in the same run: a posix_ipc semaphore ping-pong (half round trip, paced the same way, plus the
-one-way figure of the same wake-ups) and one in-process ``np.copyto`` of the frame (warm, and cold into a fresh
-mapping).
+Floors measured in the same run: a posix_ipc semaphore ping-pong (half round trip, paced the same way, plus
+the one-way figure of the same wake-ups) and one in-process ``np.copyto`` of the frame (warm: back to back
+into a pre-faulted buffer; paced: one copy per ``pace_s`` like the sends; cold: into a fresh mapping).
+
+A run leaves nothing behind: every child is joined (or terminated) and every transport closed in ``finally``
+paths, and ``run_all`` reports segments of its app (``bench<pid>``) or children still there afterwards.
 
 Example:
     >>> from edgeflow.runtime import bench
@@ -246,6 +249,7 @@ class _EdgeflowReceiver:
         self.nbytes, self.shape = spec["nbytes"], tuple(spec["shape"])
         self.notes: list[str] = []
         self._inspected = False
+        self._count, self._last_fid = 0, 0
 
     def recv(self, timeout: float) -> tuple[float, float, int, int, int, int | None, int]:
         frame = self._sub.recv(timeout=timeout)
@@ -257,7 +261,16 @@ class _EdgeflowReceiver:
         nbytes = data.nbytes if isinstance(data, np.ndarray) else len(data)
         out = (now, frame.timestamp, idx, kind, tail, frame.frame_id, nbytes)
         frame.release()
+        self._count, self._last_fid = self._count + 1, frame.frame_id
         return out
+
+    def final_check(self) -> list[str]:
+        """The subscriber's own counts must match what it delivered: taken == got, taken + drops == sent."""
+        stats = self._sub.statistics()
+        if stats.received == self._count and stats.received + stats.drops == self._last_fid:
+            return []
+        return [f"statistics() says {stats.received} received and {stats.drops} dropped; the consumer got "
+                f"{self._count} frames, the last with frame_id {self._last_fid}"]
 
     def _inspect(self, data: Any, stamp: float, timestamp: float) -> None:
         """Record once whether the ring hands out what its API promises (a read-only zero-copy view)."""
@@ -270,9 +283,11 @@ class _EdgeflowReceiver:
         if data.base is None and self.nbytes > 4096:
             self.notes.append("Frame.data owns its memory: copied, not a view of the slot")
         if data.shape != self.shape or data.dtype != np.uint8:
-            self.notes.append(f"Frame.data is {data.dtype}{list(data.shape)}, published uint8{list(self.shape)}")
+            self.notes.append(f"Frame.data is {data.dtype}{list(data.shape)}, "
+                              f"published uint8{list(self.shape)}")
         if abs(stamp - timestamp) > 1e-6:
-            self.notes.append(f"Frame.timestamp differs from the producer's stamp by {(timestamp - stamp) * 1e6:.1f} us")
+            self.notes.append(f"Frame.timestamp differs from the producer's stamp by "
+                              f"{(timestamp - stamp) * 1e6:.1f} us")
 
     def close(self) -> None:
         self._sub.close()
@@ -367,7 +382,8 @@ def _consume(rx: Any, chk: _Checker, ctl: Any, ack: Any, timeout: float) -> None
         elif kind == REPORT:
             ctl.send(("report", (chk.take_samples(), chk.take_errors(), list(rx.notes))))
         elif kind == STOP:
-            ctl.send(("bye", (chk.take_errors(), list(rx.notes))))
+            final = getattr(rx, "final_check", list)()
+            ctl.send(("bye", (chk.take_errors() + final, list(rx.notes))))
             return
         else:
             chk.error(f"frame of unknown kind {kind}")
@@ -519,6 +535,61 @@ def _ctx() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+def _start_child(target: Callable[..., None], args: tuple, child_ctl: Any, name: str) -> Any:
+    """Start a daemon child (spawn context); our copy of its end of the control pipe is closed either way."""
+    proc = _ctx().Process(target=target, args=args, name=name, daemon=True)
+    try:
+        proc.start()
+    finally:
+        child_ctl.close()
+    return proc
+
+
+def _stop_child(proc: Any, timeout: float = 5.0) -> bool:
+    """Join a started child, terminating (then killing) it if it does not exit; True if it exited itself."""
+    proc.join(timeout)
+    exited = proc.exitcode is not None
+    if not exited:
+        proc.terminate()
+        proc.join(timeout)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
+    proc.close()
+    return exited
+
+
+def _receive(ctl: Any, proc: Any, tag: str, timeout: float, who: str) -> Any:
+    """The payload of the child's next message, which must be ``tag``; else BenchError (with traceback)."""
+    deadline = time.monotonic() + timeout
+    while not ctl.poll(0.05):
+        if not proc.is_alive() and not ctl.poll(0):
+            raise BenchError(f"{who}: the child exited (code {proc.exitcode}) before sending {tag!r}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"{who}: no {tag!r} from the child within {timeout:g} s")
+    try:
+        what, payload = ctl.recv()
+    except (EOFError, OSError) as exc:
+        raise BenchError(f"{who}: the child exited (code {proc.exitcode}) before sending {tag!r}") from exc
+    if what == "error":
+        raise BenchError(f"{who}: the child failed:\n{payload}")
+    if what != tag:
+        raise BenchError(f"{who}: the child sent {what!r}, expected {tag!r}")
+    return payload
+
+
+def _run_all_steps(*steps: Callable[[], None]) -> None:
+    """Cleanup: run every step even if one fails, then raise the first failure."""
+    failure: BaseException | None = None
+    for step in steps:
+        try:
+            step()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the remaining steps ran
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
 def bench_app() -> str:
     """The app name every edgeflow case of this process uses (one topic per case)."""
     return f"bench{os.getpid()}"
@@ -539,7 +610,8 @@ class Session:
         self.errors: list[str] = []
         self.notes: list[str] = []
         self.samples_us: list[float] = []
-        self.burst_stats: tuple[int, int, float, float, float] | None = None   # sent, received, t0, t_sent, t_last
+        # sent, received, t0 (burst start), t_sent (last send returned), t_last (last frame received)
+        self.burst_stats: tuple[int, int, float, float, float] | None = None
         self._lat_idx, self._next, self._last_ack = 0, 0.0, 0.0
         self._proc = self._ctl = self._ack = None
         self._healthy = False
@@ -562,67 +634,54 @@ class Session:
                 "nbytes": self.nbytes, "shape": list(self.shape), "timeout_s": self.cfg.timeout_s}
         self._ctl, child_ctl = ctx.Pipe(duplex=False)
         self._ack = ctx.Semaphore(0)
-        self._proc = ctx.Process(target=_consumer_main, name=f"edgeflow-bench {self.case} {self.size}",
-                                 args=(self._sender.kind, spec, child_ctl, self._ack, self._sender.channel()),
-                                 daemon=True)
-        try:
-            self._proc.start()
-        finally:
-            child_ctl.close()
+        args = (self._sender.kind, spec, child_ctl, self._ack, self._sender.channel())
+        self._proc = _start_child(_consumer_main, args, child_ctl, f"edgeflow-bench {self.case} {self.size}")
         getattr(self._sender, "started", lambda: None)()
         self._expect("ready")
         self._healthy = True
 
     def close(self) -> None:
-        """Stop the consumer, then close the transport; errors are collected, not raised (idempotent)."""
-        if self._proc is not None:
-            if self._healthy and self._proc.is_alive():
-                try:
-                    self._sender.send(STOP, 0)
-                    errors, notes = self._expect("bye", timeout=5.0)
-                    self._absorb(errors, notes)
-                except (BenchError, OSError, EdgeFlowError) as exc:
-                    self.errors.append(f"stopping the consumer: {exc}")
-                    self._healthy = False
-            self._reap()
-        if self._sender is not None:
-            self._sender.close(peer_ok=self._healthy)
-            self._sender = None
-        if self._ctl is not None:
-            self._ctl.close()
-            self._ctl = None
-        self._ack = None                      # spawn-context semaphores are unlinked when collected
+        """Stop the consumer, join it, close the transport and the pipes; every step runs (idempotent).
+
+        Failed checks the consumer reports at the end land in ``errors``; a cleanup step that fails raises.
+        """
+        _run_all_steps(self._stop_consumer, self._reap, self._close_sender, self._close_ctl)
+
+    def _stop_consumer(self) -> None:
+        if self._proc is None or not self._healthy or not self._proc.is_alive():
+            return
+        try:
+            self._sender.send(STOP, 0)
+            self._absorb(*self._expect("bye", timeout=5.0))
+        except (BenchError, OSError, EdgeFlowError) as exc:
+            self.errors.append(f"stopping the consumer: {exc}")
+            self._healthy = False
 
     def _reap(self) -> None:
-        proc, self._proc = self._proc, None
-        proc.join(timeout=5.0)
-        if proc.exitcode is None:
-            self._healthy = False
-            self.errors.append("consumer did not exit: terminated")
-            proc.terminate()
-            proc.join(timeout=5.0)
-        if proc.exitcode is None:
-            proc.kill()
-            proc.join()
-        proc.close()
+        if self._proc is not None:
+            proc, self._proc = self._proc, None
+            if not _stop_child(proc):
+                self._healthy = False
+                self.errors.append("the consumer did not exit: terminated")
+
+    def _close_sender(self) -> None:
+        if self._sender is not None:
+            sender, self._sender = self._sender, None
+            sender.close(peer_ok=self._healthy)
+
+    def _close_ctl(self) -> None:
+        if self._ctl is not None:
+            self._ctl.close()
+        self._ctl = self._ack = None          # spawn-context semaphores are unlinked when collected
 
     # -- talking to the consumer
     def _expect(self, tag: str, timeout: float | None = None) -> Any:
-        deadline = time.monotonic() + (self.cfg.timeout_s if timeout is None else timeout)
-        while not self._ctl.poll(0.05):
-            if not self._proc.is_alive() and not self._ctl.poll(0):
-                self._healthy = False
-                raise BenchError(f"{self.case} {self.size}: consumer exited (code {self._proc.exitcode})")
-            if time.monotonic() > deadline:
-                self._healthy = False
-                raise BenchError(f"{self.case} {self.size}: no {tag!r} from the consumer in time")
-        what, payload = self._ctl.recv()
-        if what == "error":
+        try:
+            return _receive(self._ctl, self._proc, tag, self.cfg.timeout_s if timeout is None else timeout,
+                            f"{self.case} {self.size}")
+        except BenchError:
             self._healthy = False
-            raise BenchError(f"{self.case} {self.size}: consumer failed:\n{payload}")
-        if what != tag:
-            raise BenchError(f"{self.case} {self.size}: consumer said {what!r}, expected {tag!r}")
-        return payload
+            raise
 
     def _absorb(self, errors: list[str], notes: list[str]) -> None:
         self.errors.extend(e for e in errors if e not in self.errors)
@@ -630,7 +689,7 @@ class Session:
 
     # -- latency
     def pace(self) -> None:
-        """Sleep until the next send is due: every ``pace_s``, and ``pace_s / 2`` after the last ack at least."""
+        """Sleep until the next send is due: every ``pace_s``, at least ``pace_s / 2`` after the last ack."""
         now = time.perf_counter()
         due = max(self._next, self._last_ack + self.cfg.pace_s / 2)
         if due > now:
@@ -649,7 +708,7 @@ class Session:
         self._last_ack = time.perf_counter()
 
     def collect(self) -> list[float]:
-        """Fetch the consumer's latency samples (µs) since the last collect into ``samples_us``, and its errors."""
+        """Fetch the consumer's latency samples (µs) since the last collect (into ``samples_us``)."""
         self._sender.send(REPORT, 0)
         self.samples_us, errors, notes = self._expect("report")
         self._absorb(errors, notes)
@@ -675,7 +734,7 @@ class Session:
 
     # -- throughput
     def burst(self) -> tuple[int, int, float, float, float]:
-        """Send unpaced until ``burst_n`` frames or ``burst_s``; returns sent, received and the three times."""
+        """Send unpaced until ``burst_n`` frames or ``burst_s``; returns ``burst_stats``."""
         send_body = self._sender.send_body
         t0 = time.time()
         deadline, sent = t0 + self.cfg.burst_s, 0
@@ -834,12 +893,8 @@ class SemPingPong:
             ctx = _ctx()
             self._stamp = ctx.RawArray("d", 1)
             self._ctl, child_ctl = ctx.Pipe(duplex=False)
-            self._proc = ctx.Process(target=_sem_child, name="edgeflow-bench sem", daemon=True,
-                                     args=(*self._names, self._stamp, child_ctl, self.total, self.cfg.timeout_s))
-            try:
-                self._proc.start()
-            finally:
-                child_ctl.close()
+            args = (*self._names, self._stamp, child_ctl, self.total, self.cfg.timeout_s)
+            self._proc = _start_child(_sem_child, args, child_ctl, "edgeflow-bench sem")
             self._expect("ready")
             self._unlink()                    # both sides have them open: nothing left in /dev/shm from here
         except BaseException:
@@ -851,12 +906,7 @@ class SemPingPong:
         self.close()
 
     def _expect(self, tag: str) -> Any:
-        if not self._ctl.poll(self.cfg.timeout_s):
-            raise BenchError(f"semaphore floor: no {tag!r} from the child (exit code {self._proc.exitcode})")
-        what, payload = self._ctl.recv()
-        if what != tag:
-            raise BenchError(f"semaphore floor: child said {what!r}:\n{payload}")
-        return payload
+        return _receive(self._ctl, self._proc, tag, self.cfg.timeout_s, "semaphore floor")
 
     def pace(self) -> None:
         """Sleep until the next ping is due (every ``pace_s``)."""
@@ -888,18 +938,20 @@ class SemPingPong:
                 pass
 
     def close(self) -> None:
-        """Join (or terminate) the child, close and unlink the semaphores (idempotent)."""
+        """Join (or terminate) the child, close and unlink the semaphores, close the pipe (idempotent)."""
+        _run_all_steps(self._reap, self._close_sems, self._unlink, self._close_ctl)
+
+    def _reap(self) -> None:
         if self._proc is not None:
             proc, self._proc = self._proc, None
-            proc.join(timeout=5.0)
-            if proc.exitcode is None:
-                proc.terminate()
-                proc.join(timeout=5.0)
-            proc.close()
-        for sem in self._sems:
+            _stop_child(proc)
+
+    def _close_sems(self) -> None:
+        sems, self._sems = self._sems, []
+        for sem in sems:
             sem.close()
-        self._sems = []
-        self._unlink()
+
+    def _close_ctl(self) -> None:
         if self._ctl is not None:
             self._ctl.close()
             self._ctl = None
@@ -919,7 +971,8 @@ def bench_sem_pingpong(cfg: BenchConfig) -> list[BenchResult]:
             BenchResult(labels[1], "-", 0, *_percentiles(one_way), note="paced, time.time() stamp")]
 
 
-def _time_copies(src: np.ndarray, dst_for: Callable[[int], np.ndarray], n: int, pace_s: float = 0.0) -> list[float]:
+def _time_copies(src: np.ndarray, dst_for: Callable[[int], np.ndarray], n: int,
+                 pace_s: float = 0.0) -> list[float]:
     samples = []
     for i in range(n):
         dst = dst_for(i)
@@ -954,10 +1007,10 @@ def _cold_copies(src: np.ndarray, n: int) -> list[float]:
 def bench_memcpy(size: str, cfg: BenchConfig) -> list[BenchResult]:
     """One in-process ``np.copyto`` of the frame: warm, paced and cold.
 
-    warm: back to back into one pre-faulted buffer. paced: one copy every ``pace_s``, like the latency sends, into
-    ``cfg.slots`` pre-faulted buffers in turn, like a publish into the ring (a copy after a sleep is slower: caches
-    and the idle core have gone cold). cold: into a fresh mapping, page faults included. ``gbps`` is the copy
-    bandwidth at the median; rates per frame are left out.
+    warm: back to back into one pre-faulted buffer. paced: one copy every ``pace_s``, like the latency sends,
+    into ``cfg.slots`` pre-faulted buffers in turn, like a publish into the ring (a copy after a sleep is
+    slower: caches and the idle core have gone cold). cold: into a fresh mapping, page faults included.
+    ``gbps`` is the copy bandwidth at the median; rates per frame are left out.
     """
     src = make_frame(parse_size(size))
     dsts = [np.empty_like(src) for _ in range(max(cfg.slots, 1))]
@@ -983,7 +1036,8 @@ def bench_memcpy(size: str, cfg: BenchConfig) -> list[BenchResult]:
 def leftover_segments(app: str | None = None) -> list[str]:
     """Shared-memory segments of ``app`` (default: this process's bench app) still in /dev/shm."""
     app = bench_app() if app is None else app
-    return sorted(glob.glob(f"/dev/shm/edgeflow.{app}.*") + glob.glob(f"/dev/shm/sem.edgeflow-bench.{os.getpid()}.*"))
+    semaphores = glob.glob(f"/dev/shm/sem.edgeflow-bench.{os.getpid()}.*")      # the semaphore floor's
+    return sorted(glob.glob(f"/dev/shm/edgeflow.{app}.*") + semaphores)
 
 
 def live_children() -> list[tuple[int, str]]:

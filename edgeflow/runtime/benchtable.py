@@ -28,7 +28,8 @@ LEGEND = """\
 latency: one-way, producer's time.time() just before loan/publish/put/send -> consumer holding the frame
   (edgeflow: Frame.timestamp read from the view, no copy); sends paced, each after the previous was received.
 throughput: unpaced burst; recv/s and GB/s count frames the consumer received. REALTIME is latest-wins and
-  drops by design (sent/s > recv/s): compare throughput with DURABLE and the baselines, which deliver every frame.
+  drops by design (sent/s > recv/s): compare throughput with DURABLE and the baselines (they deliver every
+  frame).
 loan cases write only the stamp and index markers into the slot; the consumer of every case reads the markers
   (first and last 8 bytes), not every byte. Floors run in the same run: memcpy is in-process."""
 
@@ -68,7 +69,8 @@ def _row(r: BenchResult) -> list[str]:
 
 def format_table(results: Sequence[BenchResult], *, legend: bool = True) -> str:
     """All results as an aligned plain-text table, then the errors in full and (optionally) the legend."""
-    header = ["case", "size", "bytes", "n", "p50 us", "p99 us", "p99.9 us", "sent/s", "recv/s", "GB/s", "note"]
+    header = ["case", "size", "bytes", "n", "p50 us", "p99 us", "p99.9 us", "sent/s", "recv/s", "GB/s",
+              "note"]
     rows = [header] + [_row(r) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     right = {2, 3, 4, 5, 6, 7, 8, 9}
@@ -102,6 +104,8 @@ def ratio_rows(results: Sequence[BenchResult]) -> list[list[str]]:
             if ef is None:
                 continue
             base = {name: find(results, name, size) for name in (ZMQ, QUEUE, PIPE)}
+            if not any(base.values()):
+                continue
             rows.append([case, size]
                         + [_times(b.p50_us if b else None, ef.p50_us) for b in base.values()]
                         + [_times(ef.recv_fps, b.recv_fps if b else None) for b in base.values()])
@@ -112,13 +116,15 @@ def format_ratios(results: Sequence[BenchResult]) -> str:
     """The ratio table (baseline p50 / edgeflow p50, edgeflow recv/s / baseline recv/s) and a headline."""
     rows = ratio_rows(results)
     if not rows:
-        return "ratios: no edgeflow results"
-    header = ["edgeflow case", "size", "p50 vs zmq", "vs Queue", "vs Pipe", "recv/s vs zmq", "vs Queue", "vs Pipe"]
+        return "ratios: no edgeflow result with a baseline at the same size"
+    header = ["edgeflow case", "size", "p50 vs zmq", "vs Queue", "vs Pipe", "recv/s vs zmq", "vs Queue",
+              "vs Pipe"]
     table = [header] + rows
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["ratios to the baselines, same run (latency: times lower; throughput: times higher)"]
     for k, row in enumerate(table):
-        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        cells = (c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        lines.append("  ".join(cells))
         if k == 0:
             lines.append("-" * len(lines[-1]))
     lines += [""] + headlines(results)
@@ -126,7 +132,7 @@ def format_ratios(results: Sequence[BenchResult]) -> str:
 
 
 def headlines(results: Sequence[BenchResult]) -> list[str]:
-    """Sentences for the README, e.g. "edgeflow REALTIME loan p50 is 35x lower than pyzmq ... at 1920x1080x3"."""
+    """Sentences for the README: "edgeflow REALTIME loan p50 is 35x lower than pyzmq ... at 1920x1080x3"."""
     out = []
     for case in (EDGEFLOW_CASES["rt-loan"][0], EDGEFLOW_CASES["durable-publish"][0]):
         ef = find(results, case, LARGE)
@@ -201,8 +207,8 @@ def _floor_targets(results: Sequence[BenchResult]) -> list[TargetCheck]:
     checks = []
     for case, _, _ in EDGEFLOW_CASES.values():
         p50 = _p50(results, case, SMALL)
-        checks.append(_check(f"{case}: p50 at {SMALL} / semaphore half round trip", _div(p50, floor), 2.0, True,
-                             f"{_us(p50)} vs {_us(floor)} (one-way wake-up {_us(one_way)})"))
+        checks.append(_check(f"{case}: p50 at {SMALL} / semaphore half round trip", _div(p50, floor), 2.0,
+                             True, f"{_us(p50)} vs {_us(floor)} (one-way wake-up {_us(one_way)})"))
     return checks
 
 

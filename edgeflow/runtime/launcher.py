@@ -113,3 +113,55 @@ def run_one(graph, args) -> int:
             timer.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class RunningApp:
+    """An app started in the background by ``EdgeApp.start()``: a supervisor driven by its own thread."""
+
+    def __init__(self, sup) -> None:
+        import threading
+        self.supervisor = sup
+        self.exit_code: int | None = None
+        self._thread = threading.Thread(target=self._run, name=f"edgeflow:{sup.app}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.exit_code = self.supervisor.wait()
+
+    def statistics(self) -> dict:
+        """The running app's statistics snapshot (nodes and edges)."""
+        return self.supervisor.statistics()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait until the run ends (every stream finished or a node failed); its exit code, None on timeout."""
+        self._thread.join(timeout)
+        return None if self._thread.is_alive() else self.exit_code
+
+    def stop(self) -> int | None:
+        """Stop every node, clean up, and return the exit code."""
+        self.supervisor.request_stop()
+        self._thread.join()
+        return self.exit_code
+
+    def __enter__(self) -> "RunningApp":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_app(app, *, frames: int | None = None, duration: float | None = None) -> RunningApp:
+    """Validate and start ``app`` on this host in the background (see EdgeApp.start)."""
+    from edgeflow.runtime.supervisor import Supervisor
+    graph = app.graph()
+    running = shm.live_writers(graph.app)
+    if running:
+        raise ConfigError(f"app '{graph.app}' is already running on this host (pid {running[0][1]})")
+    shm.sweep_app(graph.app)
+    sup = Supervisor(graph, planning.plan(graph), frames=frames, duration=duration, echo=log.info)
+    try:
+        sup.start()
+    except BaseException:
+        sup.stop()
+        raise
+    return RunningApp(sup)

@@ -111,6 +111,8 @@ class Supervisor:
                     break
         finally:
             self.stop()
+            if self.stats_interval:
+                self.echo(metrics.format_table(self.statistics()["nodes"]))
         return 1 if any(r.state == "failed" for r in self.replicas) else 0
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:

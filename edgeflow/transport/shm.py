@@ -59,8 +59,8 @@ def _dtype_code(dtype: np.dtype) -> bytes:
     if code is None:
         if dtype.fields is None and dtype.subdtype is None:
             code = dtype.str.encode()
-        else:                                     # structured or sub-array dtypes keep their full description
-            code = b"D:" + repr(dtype.descr).encode()
+        else:            # structured or sub-array dtypes keep their full description, padding included
+            code = b"D:" + repr(np.lib.format.dtype_to_descr(dtype)).encode()
         _dtype_codes[dtype] = code
     return code
 
@@ -70,7 +70,7 @@ def _dtype_of(code: bytes) -> np.dtype:
     if dtype is None:
         if code.startswith(b"D:"):
             import ast
-            dtype = np.dtype(ast.literal_eval(code[2:].decode()))
+            dtype = np.lib.format.descr_to_dtype(ast.literal_eval(code[2:].decode()))
         else:
             dtype = np.dtype(code.decode())
         _dtypes[code] = dtype
@@ -273,7 +273,8 @@ class Publisher:
         return self._writer_or_raise().drain(timeout)
 
     def close(self, timeout: float = 0.0) -> None:
-        """Stop publishing and remove the ring; attached readers drain what is left, then see WriterGone.
+        """Stop publishing. Attached subscribers drain what is left, then see WriterGone; the ring is removed
+        when the last of them closes (at once when none is attached), or taken over by the next Publisher.
 
         With ``timeout`` > 0, first wait that long for DURABLE groups to take every frame (``drain``), so a
         subscriber that has not attached yet to its declared group still gets everything.
@@ -339,7 +340,8 @@ class Subscriber:
         self.max_lag = (max_lag or DEFAULT_MAX_LAG) if self.qos is QoS.BALANCED else 0
         self.group = group
         self._max_held = max_held
-        self._carried = (0, 0, 0)          # counts of readers replaced after a publisher closed
+        self._carried = (0, 0, 0)          # counts of readers replaced after a ring was removed
+        self._reported_epoch = 0           # the writer whose end was already raised as WriterGone
         self._reader = self._attach()
         self._closed = False
 
@@ -380,7 +382,7 @@ class Subscriber:
             if frame is not None:
                 return frame
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            status = self._reader.wait(remaining)
+            status = self._reader.wait(remaining, self._reported_epoch)
             if status == _ring.TIMEOUT:
                 raise ReceiveTimeout(f"{self.topic}: nothing received within {timeout:g} s")
             if status != _ring.READY:
@@ -397,7 +399,7 @@ class Subscriber:
             if frame is not None:
                 return frame
             remaining = 0.25 if deadline is None else min(0.25, max(0.0, deadline - time.monotonic()))
-            status = await asyncio.to_thread(self._reader_or_raise().wait, remaining)
+            status = await asyncio.to_thread(self._reader_or_raise().wait, remaining, self._reported_epoch)
             if status == _ring.TIMEOUT and deadline is not None and time.monotonic() >= deadline:
                 raise ReceiveTimeout(f"{self.topic}: nothing received within {timeout:g} s")
             if status in (_ring.WRITER_CLOSED, _ring.WRITER_DEAD):
@@ -407,13 +409,17 @@ class Subscriber:
                 self._writer_gone(status)
 
     def _writer_gone(self, status: int) -> None:
-        """Raise WriterGone once nothing is left to drain. After a clean close the ring is gone, so attach to
-        whatever ring a future publisher makes; after a crash the next publisher takes this ring over."""
-        if status == _ring.WRITER_CLOSED:
+        """Raise WriterGone, once per publisher, after everything it published was drained. The next publisher
+        of the topic takes the same ring over and this subscriber goes on where it stood (a DURABLE one misses
+        nothing). Only a ring that was removed meanwhile is replaced by attaching to the topic anew."""
+        self._reported_epoch = self._reader.writer_epoch()
+        if status == _ring.WRITER_CLOSED and self._reader.is_orphaned():
             old = self._reader.statistics()
             self._carried = tuple(a + b for a, b in zip(self._carried, (old["taken"], old["drops"], old["copies"])))
             self._reader.close()
             self._reader = self._attach()
+            self._reported_epoch = 0
+        if status == _ring.WRITER_CLOSED:
             raise WriterGone(f"{self.topic}: the publisher closed", clean=True)
         raise WriterGone(f"{self.topic}: the publisher died; waiting for a new one to take the ring over",
                          clean=False)

@@ -623,9 +623,10 @@ def test_each_clean_close_raises_writer_gone_once_and_the_next_publisher_reaches
     reader = procs.worker("reader", app=app, topic=TOPIC, qos="realtime", count=rounds, gone_limit=1_000_000,
                           stream=True, recv_timeout=10.0)
     reader.expect("attached")
+    i = 0       # the subscriber keeps the ring: each new publisher takes it over and frame ids go on increasing
     for r in range(rounds):
         with ef.Publisher(TOPIC, app=app) as pub:
-            i = 1
+            i += 1
             publish(pub, i)
             while (got := reader.next("got", timeout=0.02)) is None:   # until the subscriber is on this ring
                 i += 1
