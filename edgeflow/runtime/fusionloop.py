@@ -100,9 +100,9 @@ class FusionState:
         for i, off in enumerate(offsets):
             if off is not None and off - base > self.slop and not self.clocks[i].offset_warned:
                 self.clocks[i].offset_warned = True
-                log.warning("%s: input '%s' runs %.3f s behind the others (clock offset or delay); with slop "
-                            "%.3f s its frames cannot match", self.runner.name, self.labels[i], off - base,
-                            self.slop)
+                log.warning("%s: input '%s' runs %.3f s behind the others (clock offset or delay), more than "
+                            "slop %.3f s: sets wait that long for it, and none form if the queues cannot hold "
+                            "that much", self.runner.name, self.labels[i], off - base, self.slop)
 
     def offsets_ms(self) -> dict:
         return {label: (None if c.offset is None else round(1e3 * c.offset, 3))

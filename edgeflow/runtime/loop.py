@@ -217,9 +217,10 @@ class NodeRunner:
         self._next_stats = now + STATS_PERIOD
         snap = self.metrics.snapshot()
         if self.inputs is not None:
-            ring = self.inputs.statistics()
-            snap["edge_drops"] = {label: s["drops"] for label, s in ring.items()}
-            snap["drops"]["skipped"] = sum(snap["edge_drops"].values())   # latest-wins / BALANCED skips
+            ring = self.inputs.statistics()         # frames the rings skipped (REALTIME, BALANCED)
+            for label, s in ring.items():
+                snap["edge_drops"][label] = snap["edge_drops"].get(label, 0) + s["drops"]
+            snap["drops"]["skipped"] = sum(s["drops"] for s in ring.values())
         try:
             self.conn.send(("stats", snap))
         except (BrokenPipeError, OSError):
