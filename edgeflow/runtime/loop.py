@@ -67,6 +67,9 @@ class NodeRunner:
         self._errors_logged: set = set()
         self.inputs: InputSet | None = None
         self.output: Output | None = None
+        self.servers: list = []                # a gateway's interface servers (e.g. the web server)
+        self.app_stats: dict | None = None     # the whole app's statistics, sent by the supervisor
+        self.app_graph: dict | None = None
 
     def stop(self, *_: object) -> None:
         """Ask the loop to finish after the current hook (signal-safe)."""
@@ -80,6 +83,7 @@ class NodeRunner:
             node = self.job.spec.make_instance(self.job.replica)
             node.context = NodeContext(self.output, self.metrics)
             node.setup()
+            self._start_servers(node)
             self._loop(node)
             return 0
         finally:
@@ -87,7 +91,29 @@ class NodeRunner:
                 if node is not None:
                     node.teardown()
             finally:
+                for server in self.servers:
+                    server.close()
                 self._close()
+
+    def _start_servers(self, node) -> None:
+        """A gateway's interfaces name their servers ("module:function"); start each here, in this process,
+        and route the interface's frames to it. The node layer never imports a web framework itself."""
+        for interface in getattr(node, "interfaces", ()):
+            target = getattr(interface, "server", None)
+            if not target:
+                continue
+            module, _, function = target.partition(":")
+            import importlib
+            try:
+                factory = getattr(importlib.import_module(module), function)
+            except ModuleNotFoundError as exc:   # TEMPORARY until edgeflow.gateway lands
+                if not exc.name or not module.startswith(exc.name):
+                    raise
+                log.warning("%s: %s is not available; frames are counted only", self.name, target)
+                continue
+            server = factory(interface, GatewayRuntime(self))
+            self.servers.append(server)
+            interface.on_frame = server.on_frame
 
     # -- wiring ----------------------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -209,6 +235,10 @@ class NodeRunner:
                 self.stopping.set()
             elif message[0] == "source_done" and self.inputs is not None:
                 self.inputs.source_done(message[1])
+            elif message[0] == "app_stats":
+                self.app_stats = message[1]
+            elif message[0] == "graph":
+                self.app_graph = message[1]
 
     def _send_stats(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -225,6 +255,30 @@ class NodeRunner:
             self.conn.send(("stats", snap))
         except (BrokenPipeError, OSError):
             self.conn = None                                # the supervisor is gone; we are being stopped
+
+
+class GatewayRuntime:
+    """What a gateway's server sees of the runtime: names, the app's statistics and graph, readiness."""
+
+    def __init__(self, runner: NodeRunner) -> None:
+        self._runner = runner
+        self.app = runner.job.app
+        self.node = runner.name
+
+    def statistics(self) -> dict:
+        """The app-wide snapshot (from the supervisor; this node's own figures in a ``--node`` run)."""
+        if self._runner.app_stats is not None:
+            return self._runner.app_stats
+        own = self._runner.metrics.snapshot()
+        return {"app": self.app, "nodes": {self.node: own}, "edges": []}
+
+    def graph(self) -> dict:
+        """The pipeline as Graph.to_dict(), with each edge's transport."""
+        return self._runner.app_graph or {"nodes": [], "edges": []}
+
+    def ready(self) -> bool:
+        """True once this node's inputs are attached."""
+        return self._runner.inputs is not None or not self._runner.job.plan.inputs
 
 
 def node_main(job: NodeJob, conn) -> None:

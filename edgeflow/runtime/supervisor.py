@@ -89,6 +89,22 @@ class Supervisor:
         proc.start()
         child_end.close()
         rep.process, rep.conn, rep.state = proc, parent_end, "running"
+        if rep.job.spec.kind == "gateway":
+            self._send(rep, ("graph", self.graph_dict()))
+
+    def _send(self, rep: Replica, message: tuple) -> None:
+        try:
+            if rep.conn is not None:
+                rep.conn.send(message)
+        except (BrokenPipeError, OSError):
+            pass
+
+    def graph_dict(self) -> dict:
+        """The pipeline as Graph.to_dict(), each edge with the transport it runs over."""
+        out = self.graph.to_dict()
+        for edge in out["edges"]:
+            edge["transport"] = "shm"
+        return out
 
     def request_stop(self, *_: object) -> None:
         """Ask the run to stop (signal-safe): wait() then stops every child and returns."""
@@ -98,12 +114,16 @@ class Supervisor:
         """Supervise until every node finished, the duration passed, or a stop was requested; 0 unless a node
         was given up on."""
         next_print = time.monotonic() + (self.stats_interval or 0)
+        next_share = time.monotonic()
         try:
             while not self._stop_requested:
                 self._pump(0.1)
                 now = time.monotonic()
                 if self.duration is not None and now - self._started_at >= self.duration:
                     break
+                if now >= next_share:           # gateways show the whole app's statistics
+                    next_share = now + 0.5
+                    self._share_statistics()
                 if self.stats_interval and now >= next_print:
                     next_print = now + self.stats_interval
                     self.echo(metrics.format_table(self.statistics()["nodes"]))
@@ -215,6 +235,13 @@ class Supervisor:
                         rep.conn.send(("source_done", name))
                     except (BrokenPipeError, OSError):
                         pass
+
+    def _share_statistics(self) -> None:
+        gateways = [r for r in self.replicas if r.job.spec.kind == "gateway" and r.conn is not None]
+        if gateways:
+            snapshot = self.statistics()
+            for rep in gateways:
+                self._send(rep, ("app_stats", snapshot))
 
     # -- statistics ------------------------------------------------------------------------------------------
     def statistics(self) -> dict:

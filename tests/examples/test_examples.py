@@ -31,3 +31,22 @@ def test_readme_pubsub_snippet_runs(tmp_path):
     assert out.returncode == 0, out.stderr
     ids = [int(line.split()[0]) for line in out.stdout.splitlines()]
     assert ids == list(range(1, 31))
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_readme_main_py_runs(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(# main.py\n.*?)```", readme, re.S).group(1)
+    assert len(code.splitlines()) <= 32
+    (tmp_path / "main.py").write_text(code.replace("port=8000", f"port={free_port()}"))
+    out = run(["main.py", "--frames", "30"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[:2] == ["camera -> detector: shm (same host), REALTIME",
+                                           "detector -> gateway: shm (same host), REALTIME"]
+    assert not list(Path("/dev/shm").glob("edgeflow.demo.*"))
