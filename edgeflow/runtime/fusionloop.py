@@ -53,6 +53,8 @@ class FusionState:
         self.silent_timeout = float(getattr(node, "silent_timeout", 2.0))
         self.clocks = [InputClock() for _ in labels]
         self.newest: list = [None] * len(labels)
+        self._silent: set[int] = set()
+        self._next_silence_check = 0.0
         kwargs = {"slop": self.slop} if node.policy in ("approximate", "latest") else {}
         self.matcher = Matcher(len(labels), node.policy, queue_size=int(node.queue_size),
                                on_drop=self._dropped, **kwargs)
@@ -63,14 +65,17 @@ class FusionState:
     def push(self, index: int, frame) -> list:
         self.clocks[index].arrived(frame.timestamp)
         self.newest[index] = frame
-        silent = self.silent_inputs()
+        self._silent.discard(index)
+        silent = self.silent_inputs() if time.monotonic() >= self._next_silence_check else self._silent
         if self.partial and silent:
             return self._partial_set(index, frame, silent)
         return self.matcher.push(index, frame.timestamp, frame)
 
     def silent_inputs(self) -> set[int]:
+        """Inputs with no frame for silent_timeout seconds (rechecked at most every 50 ms), reported once."""
         now = time.monotonic()
-        silent = {i for i, c in enumerate(self.clocks) if now - c.last_arrival > self.silent_timeout}
+        self._next_silence_check = now + 0.05
+        silent = self._silent = {i for i, c in enumerate(self.clocks) if now - c.last_arrival > self.silent_timeout}
         for i in silent:
             if not self.clocks[i].silent_reported:
                 self.clocks[i].silent_reported = True
