@@ -1,7 +1,8 @@
 """The ring against its baselines, with pytest-benchmark: `pytest benchmarks --benchmark-only`.
 
-pytest-benchmark times one paced round trip per round: the producer sends a stamped frame and waits until the
-consumer child has received and checked it (``Session.roundtrip``; ``Session.pace`` runs untimed between rounds).
+pytest-benchmark times one paced round trip per round: the producer sends a stamped frame and waits until
+the consumer child has received and checked it (``Session.roundtrip``; ``Session.pace`` runs untimed between
+rounds).
 The one-way percentiles and the throughput of the same session, measured as `edgeflow bench` does, are in each
 benchmark's ``extra_info`` (``--benchmark-json``). Benchmarks are grouped by frame size, so edgeflow and the
 baselines of one size sit in one table. ``EDGEFLOW_BENCH_QUICK=1`` runs the small configuration.
@@ -22,6 +23,15 @@ from edgeflow.runtime import bench
 CFG = (bench.BenchConfig.quick() if os.environ.get("EDGEFLOW_BENCH_QUICK") == "1"
        else bench.BenchConfig(latency_n=300, warmup_n=30, burst_s=0.25))
 TWO_PROCESS = [*bench.EDGEFLOW_CASES, *bench.BASELINE_CASES]
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind():
+    """After each benchmark: no /dev/shm segment of this process's bench app and no child process."""
+    yield
+    segments, children = bench.leftover_segments(), bench.live_children()
+    assert not segments, f"segments left behind: {segments}"
+    assert not children, f"child processes left behind: {children}"
 
 
 def _skip_if_missing(case_id: str) -> None:
@@ -57,7 +67,7 @@ def test_semaphore_floor(benchmark) -> None:
     with bench.SemPingPong(CFG, warm + rounds) as floor:
         benchmark.pedantic(floor.roundtrip, setup=floor.pace, rounds=rounds, warmup_rounds=warm, iterations=1)
         one_way = floor.one_way_us()[warm:]
-    n, p50, p99, p999 = np.percentile(one_way, [0, 50, 99, 99.9])
+    p50, p99, p999 = np.percentile(one_way, [50, 99, 99.9])
     benchmark.extra_info.update(one_way_p50_us=p50, one_way_p99_us=p99, one_way_p999_us=p999)
     assert len(one_way) == rounds and min(one_way) > 0
 

@@ -2,9 +2,9 @@
 
     python benchmarks/run_ring.py [--quick] [--json] [--sizes 64,640x480x3,1920x1080x3] [--cases rt-loan,zmq]
 
-Prints the table, the ratios to the baselines and the target checks of issue 3 (PASS / MISS with the measured
-ratio). Progress goes to stderr. Exits 1 when a case failed (a wrong frame, a dead consumer, a leftover segment
-or child), 2 on a bad flag; a missed target is a figure, not a failure. The workloads live in
+Prints the table, the ratios to the baselines and the target checks of issue 3 (PASS / MISS with the
+measured ratio). Progress goes to stderr. Exits 1 when a case failed (a wrong frame, a dead consumer, a
+leftover segment or child), 2 on a bad flag; a missed target is a figure, not a failure. The workloads live in
 edgeflow/runtime/bench.py, which `edgeflow bench` reuses.
 """
 
@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import pathlib
 import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))             # a checkout that is not pip-installed; spawned children inherit it
+    sys.path.insert(0, str(ROOT))             # a checkout not pip-installed; spawned children inherit it
 
 from edgeflow.errors import ConfigError  # noqa: E402
 from edgeflow.runtime import bench, benchtable  # noqa: E402
@@ -29,7 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="few samples: checks that every case works")
     p.add_argument("--json", action="store_true", help="print results and target checks as JSON")
     p.add_argument("--sizes", default=",".join(bench.SIZES), help="comma-separated: BYTES or WxH[xC]")
-    p.add_argument("--cases", default=",".join(bench.CASE_IDS), help=f"comma-separated of {', '.join(bench.CASE_IDS)}")
+    p.add_argument("--cases", default=",".join(bench.CASE_IDS),
+                   help=f"comma-separated, of {', '.join(bench.CASE_IDS)}")
     p.add_argument("--pace-ms", type=float, help="interval between latency sends (default 2)")
     p.add_argument("-n", "--latency-n", type=int, help="paced latency samples per case")
     p.add_argument("--loan-fill", action="store_true", help="loan cases copy a whole frame into the slot")
@@ -58,16 +60,19 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config(args)
         sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
         cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-        started = time.monotonic()
+        started, load_before = time.monotonic(), os.getloadavg()[0]
         results = bench.run_all(sizes, cases, cfg, on_result=progress)
     except ConfigError as exc:
         print(f"run_ring: {exc}", file=sys.stderr)
         return 2
-    print(f"  done in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    run = {"seconds": round(time.monotonic() - started, 1), "load_before": load_before,
+           "load_after": os.getloadavg()[0]}
     checks = benchtable.check_targets(results)
     if args.json:
-        print(benchtable.to_json(results, checks, cfg))
+        print(benchtable.to_json(results, checks, cfg, run=run))
     else:
+        print(benchtable.describe_run(cfg, run))
+        print()
         print(benchtable.format_table(results))
         print()
         print(benchtable.format_ratios(results))

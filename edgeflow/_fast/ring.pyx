@@ -1300,7 +1300,6 @@ cdef class RingReader:
         cdef ef_ctl *c = self.ctl
         cdef double deadline = _mono() + (1e9 if timeout is None else max(<double>timeout, 0.0))
         cdef double now, nap
-        cdef double next_check = 0.0
         cdef uint32_t seen
         while True:
             seen = ef_load32_acq(&c.seq_futex)       # before the check: a publish after it changes the word
@@ -1312,10 +1311,12 @@ cdef class RingReader:
                 state = EF_WRITER_NONE                   # already reported: wait for the next writer
             if state == EF_WRITER_CLOSED:
                 return WRITER_CLOSED
-            if state == EF_WRITER_RUNNING and now >= next_check:
+            if state == EF_WRITER_RUNNING and now >= self.next_liveness_check:
+                # at most every LIVENESS_PERIOD: reading /proc costs microseconds, and a frame may be on its way
+                self.next_liveness_check = now + LIVENESS_PERIOD
                 if not _alive(c.writer_pid, c.writer_start):
+                    self.next_liveness_check = 0.0
                     return WRITER_DEAD
-                next_check = now + LIVENESS_PERIOD
             if now >= deadline:
                 return TIMEOUT
             nap = min(deadline - now, LIVENESS_PERIOD)

@@ -89,7 +89,7 @@ class BenchConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> "BenchConfig":
-        """A few seconds for the whole matrix: enough to check that every case works, not to quote."""
+        """About 10 s for the whole matrix: enough to check that every case works, not figures to quote."""
         values = dict(latency_n=60, warmup_n=10, latency_budget_s=0.6, burst_n=2000, burst_s=0.1, memcpy_n=30)
         return cls(**{**values, **overrides})
 

@@ -31,7 +31,8 @@ throughput: unpaced burst; recv/s and GB/s count frames the consumer received. R
   drops by design (sent/s > recv/s): compare throughput with DURABLE and the baselines (they deliver every
   frame).
 loan cases write only the stamp and index markers into the slot; the consumer of every case reads the markers
-  (first and last 8 bytes), not every byte. Floors run in the same run: memcpy is in-process."""
+  (first and last 8 bytes), not every byte. Floors run in the same run: memcpy is in-process.
+percentiles are of n samples: with a few hundred, p99.9 is about the largest one."""
 
 
 def find(results: Iterable[BenchResult], case: str, size: str) -> BenchResult | None:

@@ -44,12 +44,12 @@ def test_edgeflow_realtime_loan():
     assert result.sent_fps > 0 and result.recv_fps > 0
 
 
-def test_memcpy_floor_warm_and_cold():
-    warm, cold = bench.bench_memcpy(SIZE, CFG)
-    for result in (warm, cold):
+def test_memcpy_floor_warm_paced_and_cold():
+    results = bench.bench_memcpy(SIZE, CFG)
+    assert [r.case for r in results] == ["floor memcpy warm", "floor memcpy paced", "floor memcpy cold"]
+    for result in results:
         assert_sane(result)
         assert result.gbps > 0
-    assert warm.case == "floor memcpy warm" and cold.case == "floor memcpy cold"
 
 
 def test_parse_size_is_width_by_height():
@@ -57,3 +57,26 @@ def test_parse_size_is_width_by_height():
     assert bench.parse_size("64") == (64,)
     with pytest.raises(ValueError):
         bench.parse_size("16")
+
+
+def test_consumer_checks_catch_wrong_frames():
+    durable = bench._Checker({"every": True, "burst_seq": True, "nbytes": 64})
+    durable.frame(0, bench.LAT, 0, 10, 64)
+    durable.frame(1, bench.LAT, 1, 12, 64)          # frame_id 11 skipped under DURABLE
+    durable.frame(2, bench.LAT, 7, 13, 64)          # torn: the tail says 7
+    durable.frame(3, bench.LAT, 3, 14, 32)          # short
+    durable.latency(1.0, 0.5, 5)                    # latency frame 5, expected 0
+    for idx in (0, 1, 3):                           # burst frame 2 missing
+        durable.burst(idx, bench.BURST if idx < 3 else bench.BURST_LAST, 2.0)
+    errors = " | ".join(durable.take_errors())
+    for what in ("skipped 1", "torn frame", "32 bytes", "latency frame 5", "burst frame 3",
+                 "received 3 frames of 4"):
+        assert what in errors
+
+    realtime = bench._Checker({"every": False, "burst_seq": True, "nbytes": 64})
+    realtime.frame(0, bench.BURST, 0, 5, 64)
+    realtime.frame(1, bench.BURST, 1, 9, 64)        # a gap is fine for REALTIME...
+    realtime.frame(2, bench.BURST, 2, 9, 64)        # ...a repeat is not
+    assert realtime.burst(0, bench.BURST, 1.0) is None
+    assert realtime.burst(4, bench.BURST_LAST, 2.0) == (2, 2.0)
+    assert [e for e in realtime.take_errors()] == ["frame_id 9 after 9: repeated or went back"]
