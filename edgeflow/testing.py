@@ -104,7 +104,7 @@ def _feed(node, index: int, item: Any, topic: str, metrics, outputs: list, error
         return
     frame = _as_frame(item, index, topic)
     metrics.received(frame.topic or topic)
-        hook = node.consume if kind == "sink" else node.process
+    hook = node.consume if kind == "sink" else node.process
     arg = frame if kind == "gateway" else frame.data
     _step(node, lambda: hook(arg), frame, metrics, outputs, errors)
 

@@ -848,6 +848,18 @@ cdef class RingWriter:
                 _futex_wait(&c.consumed_futex, seen, min(deadline - _mono(), 0.05))
             self.reclaim_dead()
 
+    def abandon(self):
+        """Let go of the ring as a crashed writer would: readers see the writer dead (not closed) and wait for a
+        new writer to take the ring over where this one stopped. For a process that fails and will be
+        restarted; a stream that ended uses close()."""
+        if self.closed:
+            return
+        self.closed = True
+        self.cur = None
+        self.old_gens = []
+        self.ctl = NULL
+        self.ctl_map = None
+
     def close(self):
         """Stop writing, wake every reader (they see 'writer closed') and remove the ring's segments."""
         if self.closed:

@@ -77,7 +77,7 @@ class NodeRunner:
 
     def run(self) -> int:
         """Open rings, run the node's hooks, close everything; 0 when the stream ended or we were stopped."""
-        node = None
+        node, failed = None, True
         try:
             self._open()
             node = self.job.spec.make_instance(self.job.replica)
@@ -85,6 +85,7 @@ class NodeRunner:
             node.setup()
             self._start_servers(node)
             self._loop(node)
+            failed = False
             return 0
         finally:
             try:
@@ -93,7 +94,7 @@ class NodeRunner:
             finally:
                 for server in self.servers:
                     server.close()
-                self._close()
+                self._close(failed)
 
     def _start_servers(self, node) -> None:
         """A gateway's interfaces name their servers ("module:function"); start each here, in this process,
@@ -127,11 +128,15 @@ class NodeRunner:
                 else MAX_HELD
             self.inputs = InputSet.open(job.app, plan.inputs, max_held=held)
 
-    def _close(self) -> None:
+    def _close(self, failed: bool = False) -> None:
         self._send_stats(force=True)
         if self.inputs is not None:
             self.inputs.close()
-        if self.output is not None:
+        if self.output is None:
+            return
+        if failed:
+            self.output.abandon()      # not the end of the stream: consumers wait for our restart
+        else:
             # a finished stream waits for DURABLE consumers to take its last frames; a stopped one does not
             self.output.close(0.0 if self.stopping.is_set() else DRAIN_TIMEOUT)
 
@@ -163,6 +168,10 @@ class NodeRunner:
                 result = node.produce()
             except EndOfStream:
                 return
+            except Exception as exc:          # as for consumers: logged once, counted, and the loop goes on
+                self._hook_failed(exc)
+                self._service()
+                continue
             if result is EndOfStream:
                 return
             self._deliver(result, None, received, t0)

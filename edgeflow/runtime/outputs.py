@@ -91,6 +91,11 @@ class Output:
             loan.abort()
         return self.publisher.publish(data, timestamp=timestamp, meta=meta)
 
+    def abandon(self) -> None:
+        """The node failed: leave the ring to the restarted process (consumers wait instead of finishing)."""
+        self._loan = None
+        self.publisher.abandon()
+
     def close(self, timeout: float = 0.0) -> None:
         if self._loan is not None:
             self._loan.abort()

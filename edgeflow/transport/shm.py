@@ -289,6 +289,15 @@ class Publisher:
 
     terminate = close
 
+    def abandon(self) -> None:
+        """Let go of the ring as if this process had crashed: subscribers see the publisher dead (WriterGone with
+        ``clean=False``), keep their place, and go on when a new Publisher takes the ring over. Used by a node
+        that fails and will be restarted, so its consumers do not mistake the failure for the end of the stream.
+        """
+        if not self._closed:
+            self._closed = True
+            self._writer.abandon()
+
     def __enter__(self) -> "Publisher":
         return self
 

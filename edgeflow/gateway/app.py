@@ -1,0 +1,387 @@
+"""The gateway's web server: the aiohttp Application factory and the Server the runtime starts by name.
+
+The runtime, in the gateway node's process, does for each interface that names a server::
+
+    server = edgeflow.gateway.app.serve(interface, runtime)   # binds, serves from its own thread
+    server.on_frame(frame)                                     # per input frame, from the node's loop thread
+    server.close()                                             # at teardown
+
+``runtime`` offers ``.app``, ``.node``, ``.statistics()``, ``.graph()`` and ``.ready()``; ``StaticRuntime``
+below is a stand-in for tests, benchmarks and embedding. ``make_app`` builds the same Application without any
+thread, for aiohttp's test client.
+
+WebInterface options (``WebInterface(port=..., jpeg_quality=70)``):
+    jpeg_quality    default JPEG quality, 1-100 (80)
+    encoders        JPEG encoder threads (2)
+    stats_interval  seconds between /ws/stats messages (0.5)
+    access_log      log every request (False: the log would repeat ?token= and grow with every frame poll)
+
+The token (``WebInterface(token=...)``, else $EDGEFLOW_GATEWAY_TOKEN) protects the API, the metrics, the streams
+and custom routes: ``Authorization: Bearer <token>`` or ``?token=<token>``. /healthz, /readyz and /health stay
+open for probes, and so do the dashboard's page and static files, which carry no data (the page passes its own
+``?token=`` on to everything it fetches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hmac
+import inspect
+import logging
+import os
+import threading
+import warnings
+import weakref
+from typing import Any
+
+from aiohttp import web
+
+from edgeflow.errors import ConfigError
+from edgeflow.gateway import routes, stream
+from edgeflow.gateway.hub import Hub
+from edgeflow.gateway.routes import HUB, INTERFACE, RUNTIME, VIEWS, Views, dumps, json_error, json_response
+
+log = logging.getLogger("edgeflow.gateway")
+
+OPTIONS = {"jpeg_quality": 80, "encoders": 2, "stats_interval": 0.5, "access_log": False}
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/health", "/", "/dashboard", "/favicon.ico"})
+STARTUP_TIMEOUT = 10.0        # seconds to bind and start serving
+SHUTDOWN_GRACE = 1.0          # seconds open requests get to finish at close (streams end at once anyway)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",            # a topic name echoed in JSON is never sniffed as HTML
+    "Referrer-Policy": "no-referrer",               # URLs may carry ?token=
+    "X-Frame-Options": "DENY",
+    # the page runs only its own script: even if some text slipped into the DOM as markup it could not run
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+                               "script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; "
+                               "frame-ancestors 'none'",
+}
+
+
+class StaticRuntime:
+    """A stand-in for the runtime object: fixed (or test-mutated) statistics, graph and readiness.
+
+    Args:
+        app, node: the app's and the gateway node's names.
+        stats: the statistics snapshot to serve (``{"nodes": {}, "edges": []}`` when omitted).
+        graph: the graph dict to serve.
+        ready: what ``ready()`` returns.
+
+    Example:
+        >>> rt = StaticRuntime("demo", graph={"nodes": [], "edges": []})
+        >>> rt.ready()
+        True
+    """
+
+    def __init__(self, app: str = "app", node: str = "gateway", *, stats: dict | None = None,
+                 graph: dict | None = None, ready: bool = True) -> None:
+        self.app = app
+        self.node = node
+        self.stats = stats if stats is not None else {"app": app, "nodes": {}, "edges": []}
+        self.graph_dict = graph if graph is not None else {"nodes": [], "edges": []}
+        self.is_ready = ready
+
+    def statistics(self) -> dict:
+        """The statistics snapshot."""
+        return self.stats
+
+    def graph(self) -> dict:
+        """The graph dict."""
+        return self.graph_dict
+
+    def ready(self) -> bool:
+        """Whether the gateway's inputs are attached."""
+        return self.is_ready
+
+
+def options_of(interface: Any) -> dict:
+    """The interface's options merged over OPTIONS.
+
+    Raises:
+        ConfigError: an unknown option, or a value of the wrong kind.
+    """
+    given = dict(getattr(interface, "options", None) or {})
+    unknown = sorted(set(given) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"gateway: unknown WebInterface option {unknown[0]!r} (known: {', '.join(OPTIONS)})")
+    out = {**OPTIONS, **given}
+    if not (isinstance(out["jpeg_quality"], int) and 1 <= out["jpeg_quality"] <= 100):
+        raise ConfigError(f"gateway: jpeg_quality={out['jpeg_quality']!r}: must be an integer 1-100")
+    if not (isinstance(out["encoders"], int) and out["encoders"] >= 1):
+        raise ConfigError(f"gateway: encoders={out['encoders']!r}: must be an integer >= 1")
+    if not (isinstance(out["stats_interval"], (int, float)) and 0.05 <= out["stats_interval"] <= 60):
+        raise ConfigError(f"gateway: stats_interval={out['stats_interval']!r}: must be 0.05-60 seconds")
+    return out
+
+
+def make_app(interface: Any, runtime: Any, hub: Hub | None = None) -> web.Application:
+    """The gateway's aiohttp Application: every route, the token check, JSON errors, security headers.
+
+    Args:
+        interface: the WebInterface (token, options, custom routes).
+        runtime: the runtime object (see the module docstring), e.g. a StaticRuntime.
+        hub: the Hub frames are published to (a new one when omitted: ``app[routes.HUB]``).
+
+    Raises:
+        ConfigError: a bad option, or a custom route that clashes with a built-in one.
+
+    Example:
+        >>> app = make_app(WebInterface(port=0), StaticRuntime())   # doctest: +SKIP
+        >>> async with TestClient(TestServer(app)) as client: ...
+    """
+    options = options_of(interface)
+    hub = hub if hub is not None else Hub(quality=options["jpeg_quality"], encoders=options["encoders"])
+    token = getattr(interface, "token", None) or os.environ.get("EDGEFLOW_GATEWAY_TOKEN") or None
+    app = web.Application(middlewares=[_errors, _auth(token)], client_max_size=1 << 20)
+    app[HUB], app[RUNTIME], app[INTERFACE] = hub, runtime, interface
+    app[VIEWS] = Views(runtime, hub)
+    app[stream.SOCKETS] = weakref.WeakSet()
+    app[stream.STATS_INTERVAL] = float(options["stats_interval"])
+    routes.add_routes(app)
+    stream.add_routes(app)
+    _add_custom_routes(app, getattr(interface, "routes", ()))
+    app.on_startup.append(_startup)
+    app.on_shutdown.append(_shutdown)
+    app.on_cleanup.append(_cleanup)
+    app.on_response_prepare.append(_security_headers)
+    return app
+
+
+async def _startup(app: web.Application) -> None:
+    app[HUB].attach(asyncio.get_running_loop())
+
+
+async def _shutdown(app: web.Application) -> None:
+    app[HUB].stop_waiting()                         # every viewer loop ends now instead of at the grace timeout
+    await stream.close_sockets(app)
+
+
+async def _cleanup(app: web.Application) -> None:
+    app[HUB].close()
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for key, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(key, value)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler) -> web.StreamResponse:
+    """Every error as JSON; an unexpected exception is logged (once per route) and answered 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        return json_response({"error": exc.reason.lower(), "status": exc.status}, status=exc.status,
+                             headers=headers)
+    except (asyncio.CancelledError, ConnectionError):
+        raise                                       # the client went away: nothing to answer
+    except Exception as exc:
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
+        if route not in _failed_routes:
+            _failed_routes.add(route)
+            log.exception("gateway: %s %s failed", request.method, route)
+        return json_response({"error": f"internal error: {type(exc).__name__}", "status": 500}, status=500)
+
+
+_failed_routes: set = set()
+
+
+def _auth(token: str | None):
+    """The token check (a no-op without a token)."""
+    expected = token.encode() if token else None
+
+    @web.middleware
+    async def auth(request: web.Request, handler) -> web.StreamResponse:
+        if expected is None or request.path in OPEN_PATHS or request.path.startswith("/static/"):
+            return await handler(request)
+        supplied = request.headers.get("Authorization", "")
+        supplied = supplied[7:].strip() if supplied[:7].lower() == "bearer " else request.query.get("token", "")
+        if not hmac.compare_digest(supplied.encode(), expected):      # constant time: no guessing by timing
+            raise web.HTTPUnauthorized(text=dumps({"error": "missing or wrong token", "status": 401}),
+                                       content_type="application/json",
+                                       headers={"WWW-Authenticate": 'Bearer realm="edgeflow"'})
+        return await handler(request)
+
+    return auth
+
+
+def _add_custom_routes(app: web.Application, custom) -> None:
+    taken = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource}
+    for method, path, handler in custom:
+        if (method, path) in taken or ("GET", path) in taken and method == "HEAD":
+            raise ConfigError(f"gateway: custom route {method} {path}: clashes with a built-in route")
+        taken.add((method, path))
+        try:
+            app.router.add_route(method, path, _custom_handler(handler))
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(f"gateway: custom route {method} {path}: {exc}") from exc
+
+
+def _custom_handler(handler):
+    """Wrap a user's route function: sync or async; it may return a response, a dict/list (JSON), str or
+    bytes, or None (204)."""
+    async def call(request: web.Request) -> web.StreamResponse:
+        result = handler(request)
+        if inspect.isawaitable(result):
+            result = await result
+        if isinstance(result, web.StreamResponse):
+            return result
+        if result is None:
+            return web.Response(status=204)
+        if isinstance(result, (dict, list)):
+            return json_response(result)
+        if isinstance(result, str):
+            return web.Response(text=result)
+        if isinstance(result, (bytes, bytearray)):
+            return web.Response(body=bytes(result), content_type="application/octet-stream")
+        raise TypeError(f"route returned {type(result).__name__}; return a response, dict, list, str or bytes")
+    call.__name__ = getattr(handler, "__name__", "custom_route")
+    return call
+
+
+class Server:
+    """The web server of one WebInterface, serving from its own event loop (uvloop) in a daemon thread.
+
+    Args:
+        interface: the WebInterface (host, port, token, options, routes). Port 0 picks a free port (``.port``).
+        runtime: the runtime object.
+
+    Raises:
+        ConfigError: the port is taken (``gateway: port 8000 is in use``), the address cannot be bound, or an
+            option or custom route is bad.
+    """
+
+    def __init__(self, interface: Any, runtime: Any) -> None:
+        self._closed = True                        # keeps __del__ quiet if construction fails
+        self.interface = interface
+        self.runtime = runtime
+        self.host = interface.host
+        self.port = int(interface.port)
+        options = options_of(interface)
+        self.hub = Hub(quality=options["jpeg_quality"], encoders=options["encoders"])
+        self._app = make_app(interface, runtime, self.hub)
+        self._access_log = options["access_log"]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"edgeflow-gateway:{self.port}", daemon=True)
+        self._thread.start()
+        if not self._started.wait(STARTUP_TIMEOUT):
+            self._closed = False
+            self.close()
+            raise ConfigError(f"gateway: {self.host}:{self.port} did not start within {STARTUP_TIMEOUT:g} s")
+        if self._error is not None:
+            self._thread.join(STARTUP_TIMEOUT)
+            raise self._error
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (loopback when bound to every interface)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    def on_frame(self, frame: Any) -> None:
+        """Hand one frame to the server (node loop thread; never blocks)."""
+        self.hub.publish(frame)
+
+    def _run(self) -> None:
+        loop = _new_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:               # noqa: BLE001 - reported to the constructor or logged
+            if not self._started.is_set():
+                self._error = exc
+            else:
+                log.exception("gateway: the web server stopped")
+        finally:
+            self._started.set()
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        runner = web.AppRunner(self._app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE,
+                               access_log=log if self._access_log else None)
+        await runner.setup()
+        try:
+            try:
+                await web.TCPSite(runner, self.host, self.port).start()
+            except OSError as exc:
+                raise _bind_error(self.host, self.port, exc) from exc
+            self.port = runner.addresses[0][1]
+            log.info("gateway: dashboard at %s/dashboard", self.url)
+            self._started.set()
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop serving (open streams end, sockets close) and drop every held frame; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:                   # the loop already ended
+                pass
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("gateway: the web server did not stop within %g s", timeout)
+        self.hub.clear()
+
+    terminate = close
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+            self.close(timeout=0.0)
+
+    def __repr__(self) -> str:
+        return f"<gateway Server {self.host}:{self.port}{' closed' if self._closed else ''}>"
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> ConfigError:
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(f"gateway: port {port} is in use")
+    if exc.errno == errno.EACCES:
+        return ConfigError(f"gateway: port {port} needs privileges (use a port above 1023)")
+    return ConfigError(f"gateway: cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:                            # uvloop is a dependency; stay usable where it cannot build
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def serve(interface: Any, runtime: Any) -> Server:
+    """Start the web server of ``interface`` in this process (what ``WebInterface.server`` names).
+
+    Returns:
+        The running Server: give it frames with ``on_frame(frame)``, stop it with ``close()``.
+
+    Raises:
+        ConfigError: the port is in use (``gateway: port 8000 is in use``) or the interface is misconfigured.
+    """
+    return Server(interface, runtime)

@@ -1,0 +1,456 @@
+"""The hub: the newest frame of every topic, JPEG-encoded at most once per requested size, fanned out to viewers.
+
+Threads: ``publish()`` runs on the gateway node's loop thread (the runtime calls ``server.on_frame``). It only
+stores the newest entry of the topic and, when someone waits on that topic, schedules one wake-up on the event
+loop (``call_soon_threadsafe``); it never blocks and never encodes. Everything else runs on the event loop;
+JPEG encoding runs in a small thread pool (OpenCV releases the GIL while it encodes).
+
+Viewers never queue: each one asks for "a frame newer than the one I sent", gets the newest, and while it is
+busy writing (its socket is slow) newer frames simply replace older ones. Encoding is on demand and shared: the
+first viewer that asks for frame N at size S starts the encode, every other viewer awaits the same result, so a
+frame is encoded at most once per size, and never when nobody watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import dataclasses
+import functools
+import itertools
+import json
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("edgeflow.gateway")
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+MIN_IMAGE_SIDE = 8            # smaller 2-D arrays are data (a 4x4 matrix is not a picture)
+MAX_VARIANTS = 8              # distinct sizes kept per topic; more distinct requests than this evict old ones
+BOUNDARY = "edgeflowframe"    # MJPEG part boundary
+RESERVOIR = 1024              # newest samples kept per timing series
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """What a viewer asked for: ``width`` (pixels) or ``scale`` (factor), or neither (native size); quality."""
+    width: int | None = None
+    scale: float | None = None
+    quality: int = 80
+
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        """The output size for a frame of ``width`` x ``height`` (aspect ratio kept, at least 1 pixel)."""
+        if self.width is not None:
+            factor = self.width / width
+        elif self.scale is not None:
+            factor = self.scale
+        else:
+            return width, height
+        return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+NATIVE = Variant()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """One frame as the hub keeps it: the payload (zero-copy view or bytes) and what the pages show of it.
+
+    ``seq`` counts arrivals on this topic in this hub (frame ids alone are not unique when a topic is written
+    by several replicas); ``handed`` is ``time.perf_counter()`` when the frame reached the hub.
+    """
+    seq: int
+    frame_id: int
+    timestamp: float
+    meta: dict
+    data: Any
+    kind: str                  # "image" (an array to encode), "jpeg" (bytes already JPEG) or "data"
+    width: int
+    height: int
+    channels: int
+    dtype: str
+    handed: float
+    wall: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Encoded:
+    """A JPEG of one entry at one size, and the MJPEG part (headers + JPEG + CRLF) built once for all viewers."""
+    seq: int
+    frame_id: int
+    handed: float
+    jpeg: bytes
+    part: bytes
+    width: int
+    height: int
+    encode_s: float
+    passthrough: bool = False     # the payload already was this JPEG: nothing was encoded
+
+
+class Series:
+    """The newest RESERVOIR durations (seconds) with their count and sum; percentiles in seconds."""
+
+    def __init__(self) -> None:
+        self.samples: collections.deque = collections.deque(maxlen=RESERVOIR)
+        self.count = 0
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(seconds)
+        self.count += 1
+        self.total += seconds
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile of the newest samples, or None when there are none."""
+        ordered = sorted(self.samples)
+        if not ordered:
+            return None
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+class Topic:
+    """One topic's newest entry, arrival rate, encode cache and viewer counts."""
+
+    def __init__(self, name: str, expected: bool = False) -> None:
+        self.name = name
+        self.expected = expected                     # named by the graph before its first frame
+        self.latest: Entry | None = None
+        self.frames = 0
+        self._seq = itertools.count(1)
+        self._arrivals: collections.deque = collections.deque(maxlen=128)
+        self._lock = threading.Lock()                # arrivals: appended by the node thread, read by the loop
+        self.waiters = 0                             # coroutines waiting for a newer entry (loop thread only)
+        self.wake_pending = False
+        self.changed: asyncio.Event | None = None
+        self.cache: dict[Variant, tuple[int, asyncio.Future]] = {}
+        self.viewers: collections.Counter = collections.Counter()   # kind ("mjpeg", "ws") -> open viewers
+        self.sent = 0                                # frames written to viewers
+        self.skipped = 0                             # frames a viewer was too slow for (replaced before sent)
+        self.encodes = 0
+        self.encode_errors = 0
+        self.encode_time = Series()
+        self.delivery = Series()                     # handed to the hub -> written to a viewer's socket
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    def arrived(self, now: float) -> None:
+        with self._lock:
+            self._arrivals.append(now)
+            self.frames += 1
+
+    def fps(self, now: float | None = None) -> float:
+        """Frames per second over the last two seconds (0 when the topic went quiet)."""
+        now = time.perf_counter() if now is None else now
+        with self._lock:
+            recent = [t for t in self._arrivals if now - t <= 2.0]
+        if len(recent) < 2 or recent[-1] == recent[0]:
+            return 0.0
+        return (len(recent) - 1) / (recent[-1] - recent[0])
+
+
+class Hub:
+    """Newest frame per topic, encode-once JPEG cache and viewer fan-out (see the module docstring).
+
+    Args:
+        quality: default JPEG quality (1-100).
+        encoders: threads that encode JPEG.
+
+    ``publish`` may be called from any thread; everything else from the event loop the hub is attached to.
+    """
+
+    def __init__(self, *, quality: int = 80, encoders: int = 2) -> None:
+        self.quality = quality
+        self.topics: dict[str, Topic] = {}
+        self._topics_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._encoders = encoders
+        self.closing = False
+        self.started = time.time()
+
+    # -- lifecycle (event loop) ------------------------------------------------------------------------------
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve from ``loop``: from now on ``publish`` wakes that loop's viewers."""
+        self._executor = concurrent.futures.ThreadPoolExecutor(self._encoders, thread_name_prefix="edgeflow-jpeg")
+        self.closing = False
+        self._loop = loop
+
+    def stop_waiting(self) -> None:
+        """Wake every waiting viewer so that it ends (event loop thread)."""
+        self.closing = True
+        for topic in list(self.topics.values()):
+            if topic.changed is not None:
+                event, topic.changed = topic.changed, None
+                event.set()
+
+    def close(self) -> None:
+        """End every viewer and stop the encoders (idempotent; event loop thread)."""
+        self.stop_waiting()
+        if self._executor is not None:
+            # the encoders may still read pinned frames: let a running encode finish before the rings close
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._loop = None
+
+    def clear(self) -> None:
+        """Forget every stored frame, so nothing here pins shared memory any more (any thread)."""
+        for topic in list(self.topics.values()):
+            topic.latest = None
+            topic.cache.clear()
+
+    # -- frames in (any thread) ------------------------------------------------------------------------------
+    def publish(self, frame: Any) -> None:
+        """Make ``frame`` the newest of its topic. Never blocks, never encodes.
+
+        Keeps ``frame.data`` (not the Frame: the runtime releases the Frame after the hook, while the array,
+        a zero-copy view, stays valid and pins its slot until this entry is replaced).
+        """
+        name = frame.topic if frame.topic else "frames"
+        topic = self.topic(name, create=True)
+        data = frame.data
+        now = time.perf_counter()
+        kind, width, height, channels, dtype = classify(data)
+        topic.latest = Entry(topic.next_seq(), int(frame.frame_id), float(frame.timestamp), frame.meta or {},
+                             data, kind, width, height, channels, dtype, now, time.time())
+        topic.arrived(now)
+        # latest is set before waiters is read; a waiter counts itself before it reads latest: none is missed
+        if topic.waiters and not topic.wake_pending and self._loop is not None:
+            topic.wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._wake, topic)
+            except RuntimeError:            # the loop closed while the runtime still delivers: nobody waits
+                topic.wake_pending = False
+
+    def topic(self, name: str, create: bool = False) -> Topic | None:
+        """The Topic called ``name``; created when ``create`` (any thread)."""
+        topic = self.topics.get(name)
+        if topic is None and create:
+            with self._topics_lock:
+                topic = self.topics.get(name)
+                if topic is None:
+                    topic = self.topics[name] = Topic(name)
+        return topic
+
+    def expect(self, names) -> None:
+        """Topics the graph says will come: listed (and waited for by viewers) before their first frame."""
+        for name in names:
+            self.topic(name, create=True).expected = True
+
+    # -- viewers (event loop) --------------------------------------------------------------------------------
+    def _wake(self, topic: Topic) -> None:
+        topic.wake_pending = False
+        if topic.changed is not None:
+            event, topic.changed = topic.changed, None
+            event.set()
+
+    async def next_entry(self, topic: Topic, after: int, timeout: float | None = None) -> Entry | None:
+        """The newest entry of ``topic`` with seq > ``after``; waits for one. None when closing or timed out."""
+        topic.waiters += 1
+        try:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self.closing:
+                entry = topic.latest
+                if entry is not None and entry.seq > after:
+                    return entry
+                if topic.changed is None:
+                    topic.changed = asyncio.Event()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                try:
+                    await asyncio.wait_for(topic.changed.wait(), remaining)
+                except TimeoutError:
+                    return None
+            return None
+        finally:
+            topic.waiters -= 1
+
+    async def encoded(self, topic: Topic, entry: Entry, variant: Variant = NATIVE) -> Encoded:
+        """``entry`` as JPEG at ``variant``'s size: encoded once, whoever asks (a newer cached one may be
+        returned instead: a viewer never gets an older frame than it asked for).
+
+        Raises:
+            ValueError: the entry is not an image.
+        """
+        cached = topic.cache.get(variant)
+        if cached is not None and cached[0] >= entry.seq:
+            return await asyncio.shield(cached[1])
+        if entry.kind == "data":
+            raise ValueError(f"{topic.name}: frame {entry.frame_id} is not an image")
+        if self._loop is None or self._executor is None:
+            raise ConnectionAbortedError("gateway is closing")
+        future = self._loop.run_in_executor(self._executor, self._encode, entry, variant)
+        future.add_done_callback(functools.partial(self._count_encode, topic))
+        if len(topic.cache) >= MAX_VARIANTS and variant not in topic.cache:
+            topic.cache.pop(next(iter(topic.cache)))
+        topic.cache[variant] = (entry.seq, future)
+        return await asyncio.shield(future)
+
+    @staticmethod
+    def _encode(entry: Entry, variant: Variant) -> Encoded:
+        """Runs in an encoder thread."""
+        t0 = time.perf_counter()
+        passthrough = entry.kind == "jpeg" and variant.width is None and variant.scale is None
+        if passthrough:
+            jpeg, width, height = bytes(entry.data), entry.width, entry.height
+        else:
+            jpeg, width, height = encode_jpeg(entry, variant)
+        head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+                f"X-Frame-Id: {entry.frame_id}\r\nX-Timestamp: {entry.timestamp:.6f}\r\n\r\n").encode()
+        return Encoded(entry.seq, entry.frame_id, entry.handed, jpeg, head + jpeg + b"\r\n", width, height,
+                       time.perf_counter() - t0, passthrough)
+
+    @staticmethod
+    def _count_encode(topic: Topic, future: asyncio.Future) -> None:
+        """Done-callback on the event loop, so the counters have one writer. Retrieving the exception here
+        also keeps asyncio quiet when every viewer of a failed encode has gone."""
+        if future.cancelled() or future.exception() is not None:
+            topic.encode_errors += 1
+            return
+        encoded = future.result()
+        if not encoded.passthrough:
+            topic.encodes += 1
+            topic.encode_time.add(encoded.encode_s)
+
+    def delivered(self, topic: Topic, encoded: Encoded, previous: int) -> None:
+        """Count one frame written to a viewer whose previous frame was seq ``previous``."""
+        topic.sent += 1
+        if previous:
+            topic.skipped += max(0, encoded.seq - previous - 1)
+        topic.delivery.add(time.perf_counter() - encoded.handed)
+
+    # -- views -----------------------------------------------------------------------------------------------
+    def describe(self, topic: Topic, *, value: bool = False) -> dict:
+        """A JSON-able summary of a topic for the API and the dashboard (``value``: the data of a non-image)."""
+        entry = topic.latest
+        out = {"name": topic.name, "kind": None, "frame_id": None, "frames": topic.frames,
+               "fps": round(topic.fps(), 2), "width": None, "height": None, "channels": None, "dtype": None,
+               "age_s": None, "timestamp": None, "meta": {}, "viewers": sum(topic.viewers.values()),
+               "encodes": topic.encodes}
+        if entry is not None:
+            out.update(kind=entry.kind, frame_id=entry.frame_id, width=entry.width or None,
+                       height=entry.height or None, channels=entry.channels or None, dtype=entry.dtype,
+                       age_s=round(time.perf_counter() - entry.handed, 3), timestamp=entry.timestamp,
+                       meta=jsonable(entry.meta))
+            if value and entry.kind == "data":
+                out["value"] = data_value(entry.data)
+        return out
+
+
+def classify(data: Any) -> tuple[str, int, int, int, str]:
+    """(kind, width, height, channels, dtype) of a payload; kind is "image", "jpeg" or "data"."""
+    if isinstance(data, np.ndarray):
+        shape = data.shape
+        image = (data.ndim == 2 or (data.ndim == 3 and shape[2] in (1, 3, 4))) and data.dtype.kind in "uifb"
+        if image and min(shape[0], shape[1]) >= MIN_IMAGE_SIDE:
+            return "image", int(shape[1]), int(shape[0]), 1 if data.ndim == 2 else int(shape[2]), str(data.dtype)
+        return "data", 0, 0, 0, str(data.dtype)
+    if isinstance(data, (bytes, bytearray, memoryview)) and bytes(data[:3]) == JPEG_MAGIC:
+        width, height = jpeg_size(bytes(data[:65536]))
+        return "jpeg", width, height, 3, "jpeg"
+    return "data", 0, 0, 0, type(data).__name__
+
+
+def jpeg_size(head: bytes) -> tuple[int, int]:
+    """(width, height) from a JPEG's SOF marker, (0, 0) when not found in ``head``."""
+    i = 2
+    while i + 9 < len(head):
+        if head[i] != 0xFF:
+            return 0, 0
+        marker = head[i + 1]
+        length = int.from_bytes(head[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(head[i + 7:i + 9], "big"), int.from_bytes(head[i + 5:i + 7], "big")
+        i += 2 + length
+    return 0, 0
+
+
+def displayable(data: np.ndarray, meta: dict) -> np.ndarray:
+    """An 8-bit grey or BGR image from an image-like array of any numeric dtype."""
+    img = data
+    if img.dtype == np.bool_:
+        img = img.astype(np.uint8) * 255
+    elif img.dtype.kind == "f":
+        finite = np.nan_to_num(img, nan=0.0, posinf=0.0, neginf=0.0)
+        top = float(finite.max()) if finite.size else 1.0
+        img = np.clip(finite * (255.0 if top <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    elif img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    import cv2
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGR if meta.get("color") == "rgb" else cv2.COLOR_BGRA2BGR)
+    elif img.ndim == 3 and meta.get("color") == "rgb":
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    return img
+
+
+def encode_jpeg(entry: Entry, variant: Variant) -> tuple[bytes, int, int]:
+    """(jpeg, width, height) of an entry at a variant's size."""
+    import cv2
+    if entry.kind == "jpeg":
+        img = cv2.imdecode(np.frombuffer(entry.data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError("undecodable JPEG payload")
+    else:
+        img = displayable(entry.data, entry.meta)
+    height, width = img.shape[:2]
+    out_w, out_h = variant.size_for(width, height)
+    if (out_w, out_h) != (width, height):
+        shrink = out_w < width
+        img = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, variant.quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes(), out_w, out_h
+
+
+MAX_VALUE_ITEMS = 256         # a non-image array larger than this is summarised, not listed
+
+
+def data_value(data: Any) -> Any:
+    """A JSON-able view of a non-image payload: small arrays listed, large ones summarised, bytes decoded."""
+    if isinstance(data, np.ndarray):
+        if data.size <= MAX_VALUE_ITEMS and data.dtype.kind in "biuf":
+            return jsonable(data.tolist())
+        summary: dict = {"shape": list(data.shape), "dtype": str(data.dtype), "size": int(data.size)}
+        if data.size and data.dtype.kind in "biuf":
+            summary.update(min=jsonable(data.min().item()), max=jsonable(data.max().item()),
+                           mean=jsonable(float(data.mean())))
+        return summary
+    raw = bytes(data)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or any(ord(c) < 32 and c not in "\t\n\r" for c in text[:4096]):
+        return {"bytes": len(raw), "hex": raw[:64].hex()}
+    try:
+        return jsonable(json.loads(text))
+    except ValueError:
+        return text[:4096]
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with NaN/inf replaced by None and unknown objects by their repr, so json.dumps always works."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    return repr(value)

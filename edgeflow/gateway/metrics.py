@@ -1,0 +1,195 @@
+"""Prometheus text for ``/metrics``: every node's and edge's statistics, and the gateway's own topics.
+
+Built from the runtime's statistics snapshot on each scrape (a custom collector on a private registry), so the
+figures are the ones the dashboard shows. Names and labels:
+
+    edgeflow_node_*{node}                  frames_in/frames_out/errors/restarts (counters), fps, replicas,
+                                           drops{node,reason}, processing_seconds and latency_seconds
+                                           (summaries: quantile 0.5 and 0.99 over the newest samples, _sum, _count)
+    edgeflow_edge_*{edge}                  frames, drops (counters); edgeflow_edge_info{edge,source,target,qos,
+                                           transport} = 1. ``edge`` is "source->target" (".channel" on the source)
+    edgeflow_topic_*{topic}                what the gateway received and served per topic: frames, fps,
+                                           frame_age_seconds, viewers{kind}, jpeg_encodes, frames_sent,
+                                           frames_skipped (a viewer was too slow), encode_seconds and
+                                           delivery_seconds (frame handed to the gateway -> written to a viewer)
+
+Latencies are in seconds, the Prometheus convention; the JSON API keeps the runtime's milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+QUANTILES = (("0.5", "p50"), ("0.99", "p99"))
+
+
+def edge_label(edge: dict) -> str:
+    """The ``edge`` label of a link: ``source->target`` (with ``.channel`` on the source when it has one)."""
+    source = edge.get("source", "?")
+    if edge.get("channel"):
+        source = f"{source}.{edge['channel']}"
+    return f"{source}->{edge.get('target', '?')}"
+
+
+def _summary(name: str, doc: str) -> Metric:
+    return Metric(name, doc, "summary")
+
+
+def merge_edges(stats: dict, graph: dict) -> list[dict]:
+    """Each link of the graph with its live figures (frames, drops, transport) from the statistics snapshot.
+
+    Both list links in link order; a link the other side lacks is still listed (early on, the snapshot may
+    have no edges yet; a ``--node`` run may have no graph)."""
+    live = list(stats.get("edges") or ())
+    used = [False] * len(live)
+    out = []
+    for edge in graph.get("edges") or ():
+        merged = {"frames": 0, "drops": 0, **edge}
+        for i, candidate in enumerate(live):
+            if not used[i] and (candidate.get("source"), candidate.get("target")) == \
+                    (edge.get("source"), edge.get("target")):
+                used[i] = True
+                merged.update({k: v for k, v in candidate.items() if v is not None})
+                break
+        out.append(merged)
+    out.extend(dict(edge) for i, edge in enumerate(live) if not used[i])
+    return out
+
+
+def _add_summary(metric: Metric, labels: dict, ms: dict | None) -> None:
+    """Samples of one series from the runtime's {p50, p99, mean, count} in milliseconds."""
+    ms = ms or {}
+    count = int(ms.get("count") or 0)
+    for quantile, key in QUANTILES:
+        value = ms.get(key)
+        metric.add_sample(metric.name, {**labels, "quantile": quantile},
+                          float("nan") if value is None else value / 1e3)
+    mean = ms.get("mean")
+    metric.add_sample(metric.name + "_count", labels, count)
+    metric.add_sample(metric.name + "_sum", labels, 0.0 if mean is None else mean * count / 1e3)
+
+
+def _add_series(metric: Metric, labels: dict, series) -> None:
+    """Samples of one of the gateway's own Series (seconds)."""
+    for quantile, _ in QUANTILES:
+        value = series.quantile(float(quantile))
+        metric.add_sample(metric.name, {**labels, "quantile": quantile}, float("nan") if value is None else value)
+    metric.add_sample(metric.name + "_count", labels, series.count)
+    metric.add_sample(metric.name + "_sum", labels, series.total)
+
+
+def node_families(stats: dict) -> Iterable[Metric]:
+    """Metric families of every node in a statistics snapshot."""
+    counters = {key: CounterMetricFamily(f"edgeflow_node_{key}", doc, labels=["node"]) for key, doc in (
+        ("frames_in", "Frames the node received."),
+        ("frames_out", "Frames the node sent (or consumed, for sinks and gateways)."),
+        ("errors", "Times the node's hook raised or returned something unsendable."),
+        ("restarts", "Times the supervisor restarted one of the node's replicas."))}
+    fps = GaugeMetricFamily("edgeflow_node_fps", "Frames per second the node handled lately.", labels=["node"])
+    replicas = GaugeMetricFamily("edgeflow_node_replicas", "Replicas of the node by state.",
+                                 labels=["node", "state"])
+    drops = CounterMetricFamily("edgeflow_node_drops", "Frames dropped, by reason.", labels=["node", "reason"])
+    processing = _summary("edgeflow_node_processing_seconds", "Time in the node's hook per frame.")
+    latency = _summary("edgeflow_node_latency_seconds",
+                       "End-to-end latency: capture timestamp to the node's output sent (or consumed).")
+    for name, node in (stats.get("nodes") or {}).items():
+        for key, family in counters.items():
+            family.add_metric([name], node.get(key) or 0)
+        fps.add_metric([name], node.get("fps") or 0.0)
+        states: dict[str, int] = {}
+        for state in node.get("states") or ():
+            states[state] = states.get(state, 0) + 1
+        for state, n in sorted(states.items()):
+            replicas.add_metric([name, state], n)
+        for reason, n in sorted((node.get("drops") or {}).items()):
+            drops.add_metric([name, str(reason)], n)
+        _add_summary(processing, {"node": name}, node.get("processing_ms"))
+        _add_summary(latency, {"node": name}, node.get("latency_ms"))
+    return [*counters.values(), fps, replicas, drops, processing, latency]
+
+
+def edge_families(stats: dict, graph: dict) -> Iterable[Metric]:
+    """Metric families of every edge: frames, drops, and an info series with qos and transport."""
+    info = InfoMetricFamily("edgeflow_edge", "A link of the pipeline: its ends, QoS and transport.",
+                            labels=["edge"])
+    frames = CounterMetricFamily("edgeflow_edge_frames", "Frames delivered over the link.", labels=["edge"])
+    drops = CounterMetricFamily("edgeflow_edge_drops", "Frames the link's consumer skipped (REALTIME, BALANCED).",
+                                labels=["edge"])
+    for edge in merge_edges(stats, graph):
+        label = edge_label(edge)
+        info.add_metric([label], {"source": str(edge.get("source")), "target": str(edge.get("target")),
+                                  "qos": str(edge.get("qos", "")), "transport": str(edge.get("transport", ""))})
+        frames.add_metric([label], edge.get("frames") or 0)
+        drops.add_metric([label], edge.get("drops") or 0)
+    return [info, frames, drops]
+
+
+def topic_families(hub) -> Iterable[Metric]:
+    """Metric families of the gateway's own topics (what it received and served)."""
+    def counter(name: str, doc: str) -> CounterMetricFamily:
+        return CounterMetricFamily(f"edgeflow_topic_{name}", doc, labels=["topic"])
+
+    frames = counter("frames", "Frames the gateway received on the topic.")
+    encodes = counter("jpeg_encodes", "JPEG encodes of the topic's frames (at most one per frame and size).")
+    sent = counter("frames_sent", "Frames written to viewers (MJPEG and WebSocket).")
+    skipped = counter("frames_skipped", "Frames replaced by a newer one before a slow viewer could take them.")
+    fps = GaugeMetricFamily("edgeflow_topic_fps", "Frames per second arriving on the topic.", labels=["topic"])
+    age = GaugeMetricFamily("edgeflow_topic_frame_age_seconds", "Seconds since the topic's newest frame arrived.",
+                            labels=["topic"])
+    viewers = GaugeMetricFamily("edgeflow_topic_viewers", "Open viewers of the topic.", labels=["topic", "kind"])
+    encode = _summary("edgeflow_topic_encode_seconds", "Time to JPEG-encode one frame.")
+    delivery = _summary("edgeflow_topic_delivery_seconds",
+                        "Frame handed to the gateway -> its bytes written to a viewer's socket.")
+    now = time.perf_counter()
+    for topic in list(hub.topics.values()):
+        frames.add_metric([topic.name], topic.frames)
+        encodes.add_metric([topic.name], topic.encodes)
+        sent.add_metric([topic.name], topic.sent)
+        skipped.add_metric([topic.name], topic.skipped)
+        fps.add_metric([topic.name], topic.fps(now))
+        entry = topic.latest
+        age.add_metric([topic.name], float("nan") if entry is None else now - entry.handed)
+        for kind in ("mjpeg", "ws"):
+            viewers.add_metric([topic.name, kind], topic.viewers.get(kind, 0))
+        _add_series(encode, {"topic": topic.name}, topic.encode_time)
+        _add_series(delivery, {"topic": topic.name}, topic.delivery)
+    return [frames, fps, age, viewers, encodes, sent, skipped, encode, delivery]
+
+
+class SnapshotCollector:
+    """A prometheus_client collector that reads the statistics, the graph and the hub at scrape time.
+
+    ``source`` offers ``statistics()``, ``graph_dict()``, ``ready()`` and ``runtime`` (routes.Views: it
+    shields the scrape from a runtime call that fails)."""
+
+    def __init__(self, source: Any, hub: Any) -> None:
+        self.source = source
+        self.hub = hub
+
+    def collect(self) -> Iterable[Metric]:
+        stats, graph = self.source.statistics(), self.source.graph_dict()
+        runtime = self.source.runtime
+        up = GaugeMetricFamily("edgeflow_gateway_ready", "1 when the gateway's inputs are attached.",
+                               labels=["app", "node"])
+        up.add_metric([str(runtime.app), str(runtime.node)], 1.0 if self.source.ready() else 0.0)
+        yield up
+        yield from node_families(stats)
+        yield from edge_families(stats, graph)
+        yield from topic_families(self.hub)
+
+
+def registry_for(source: Any, hub: Any) -> CollectorRegistry:
+    """A private registry (never the global one: several apps may share a process in tests)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(source, hub))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition of ``registry``."""
+    return generate_latest(registry)

@@ -1,0 +1,283 @@
+"""REST, health, metrics and dashboard routes of the gateway's web server.
+
+    GET /                 302 to /dashboard (query string kept, so ?token= survives)
+    GET /dashboard        the dashboard page (static; it fetches everything else with the page's token)
+    GET /static/{name}    the dashboard's script and stylesheet
+    GET /health           {"status": "ok"} (the seed's route); /healthz: liveness; /readyz: 200 once inputs attach
+    GET /api/status       app, node, ready, uptime, topics, viewers
+    GET /api/fps          {"topics": {topic: fps}, "nodes": {node: fps}}
+    GET /api/graph        {"nodes": [...], "edges": [...]}: the graph with live figures
+    GET /api/topics       every topic (auto-discovered, plus those the graph announces) with its newest frame
+    GET /api/topics/{t}   one topic; ``value`` holds the data of a non-image payload
+    GET /metrics          Prometheus text (see metrics.py)
+
+Every response is JSON except the page, the health texts and the metrics. Handlers read the runtime through
+the object the runtime passed in; a runtime call that raises is logged once and answered from empty figures,
+never with a crash.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import logging
+import mimetypes
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from edgeflow.gateway import metrics
+from edgeflow.gateway.hub import Hub, Topic, jsonable
+
+log = logging.getLogger("edgeflow.gateway")
+
+HUB: web.AppKey[Hub] = web.AppKey("edgeflow_hub", Hub)
+RUNTIME: web.AppKey[Any] = web.AppKey("edgeflow_runtime", object)
+INTERFACE: web.AppKey[Any] = web.AppKey("edgeflow_interface", object)
+VIEWS: web.AppKey["Views"] = web.AppKey("edgeflow_views", object)
+
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = ("dashboard.js", "dashboard.css")        # served by name: no path ever reaches the filesystem
+MAX_TOPIC = 200                                        # characters; longer names are not topics
+
+
+def dumps(value: Any) -> str:
+    """JSON for responses: NaN and odd objects made safe (a browser's JSON.parse rejects NaN)."""
+    return json.dumps(jsonable(value), separators=(",", ":"))
+
+
+def json_response(value: Any, status: int = 200, **kwargs: Any) -> web.Response:
+    return web.json_response(value, status=status, dumps=dumps, **kwargs)
+
+
+def json_error(status: int, message: str, **details: Any) -> web.HTTPException:
+    """An HTTPException with a JSON body ``{"error", "status", ...}`` (raise it)."""
+    cls = _ERRORS.get(status, web.HTTPInternalServerError)
+    return cls(text=dumps({"error": message, "status": cls.status_code, **details}),
+               content_type="application/json")
+
+
+_ERRORS = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 404: web.HTTPNotFound,
+           415: web.HTTPUnsupportedMediaType, 503: web.HTTPServiceUnavailable}
+
+
+class Views:
+    """What the routes, the metrics and the stats socket show, computed from the runtime and the hub.
+
+    The stats message is built at most once per ``period`` however many dashboards are open.
+    """
+
+    def __init__(self, runtime: Any, hub: Hub, period: float = 0.25) -> None:
+        self.runtime = runtime
+        self.hub = hub
+        self.period = period
+        self.registry = metrics.registry_for(self, hub)
+        self._edge_history: dict[str, collections.deque] = {}
+        self._message: tuple[float, str] = (0.0, "")
+        self._failed: set[str] = set()
+        self._expected_from: dict | None = None
+
+    # -- the runtime, defensively ----------------------------------------------------------------------------
+    def _call(self, name: str, default: Any) -> Any:
+        try:
+            value = getattr(self.runtime, name)()
+        except Exception as exc:            # a runtime hiccup must not take the web server down: log once
+            if name not in self._failed:
+                self._failed.add(name)
+                log.error("gateway: runtime.%s() failed: %s: %s", name, type(exc).__name__, exc)
+            return default
+        return default if value is None else value
+
+    def statistics(self) -> dict:
+        return self._call("statistics", {"nodes": {}, "edges": []})
+
+    def graph_dict(self) -> dict:
+        return self._call("graph", {"nodes": [], "edges": []})
+
+    def ready(self) -> bool:
+        return bool(self._call("ready", False))
+
+    def _expect(self) -> None:
+        """Announce the topics the graph says this gateway receives (input labels: ``source[.channel]``), so
+        pages list them and viewers can wait for them before the first frame. The graph may come late."""
+        graph = self.graph_dict()
+        if graph is self._expected_from:
+            return
+        self._expected_from = graph
+        node = self.runtime.node
+        self.hub.expect(e["source"] if not e.get("channel") else f"{e['source']}.{e['channel']}"
+                        for e in graph.get("edges") or () if e.get("target") == node and e.get("source"))
+
+    # -- payloads --------------------------------------------------------------------------------------------
+    def topics(self) -> list[Topic]:
+        """Topics in display order: those the graph announces first, then the others, by name."""
+        self._expect()
+        ordered = sorted(self.hub.topics.values(), key=lambda t: (not t.expected, t.name))
+        return [t for t in ordered if t.expected or t.latest is not None]
+
+    def status(self) -> dict:
+        topics = self.topics()
+        return {"status": "ok", "app": self.runtime.app, "node": self.runtime.node, "ready": self.ready(),
+                "uptime_s": round(time.time() - self.hub.started, 3), "time": time.time(),
+                "topics": [t.name for t in topics],
+                "viewers": sum(sum(t.viewers.values()) for t in topics)}
+
+    def fps(self) -> dict:
+        stats = self.statistics()
+        return {"topics": {t.name: round(t.fps(), 2) for t in self.topics()},
+                "nodes": {name: s.get("fps", 0.0) for name, s in (stats.get("nodes") or {}).items()}}
+
+    def graph(self) -> dict:
+        """The graph's nodes and edges, each with its live figures."""
+        stats, graph = self.statistics(), self.graph_dict()
+        live = stats.get("nodes") or {}
+        nodes, seen = [], set()
+        for spec in graph.get("nodes") or ():
+            seen.add(spec.get("name"))
+            nodes.append(_live_node(spec, live.get(spec.get("name"), {})))
+        nodes.extend(_live_node({"name": name}, s) for name, s in live.items() if name not in seen)
+        edges = metrics.merge_edges(stats, graph)
+        now = time.monotonic()
+        for edge in edges:
+            edge["edge"] = metrics.edge_label(edge)
+            edge["fps"] = self._edge_rate(edge["edge"], edge.get("frames") or 0, now)
+        return {"app": stats.get("app", self.runtime.app), "nodes": nodes, "edges": edges}
+
+    def _edge_rate(self, label: str, frames: int, now: float) -> float:
+        """Frames per second over the link, from the counts seen in the last few seconds."""
+        history = self._edge_history.setdefault(label, collections.deque(maxlen=64))
+        if not history or history[-1][1] != frames or now - history[-1][0] > 0.5:
+            history.append((now, frames))
+        while len(history) > 2 and now - history[1][0] >= 1.0:
+            history.popleft()                # keep one sample at least a second old
+        (t0, f0), (t1, f1) = history[0], history[-1]
+        return round((f1 - f0) / (now - t0), 2) if now - t0 >= 0.5 and f1 >= f0 else 0.0
+
+    def topic(self, topic: Topic) -> dict:
+        out = self.hub.describe(topic, value=True)
+        out.update(video=f"/video/{topic.name}", ws=f"/ws/video/{topic.name}")
+        return out
+
+    def message(self) -> str:
+        """The /ws/stats message: status, graph with live figures, topics (cached for ``period``)."""
+        now = time.monotonic()
+        if now - self._message[0] >= self.period:
+            payload = {"type": "stats", **self.status(), **self.graph(),
+                       "topics": [self.topic(t) for t in self.topics()]}
+            self._message = (now, dumps(payload))
+        return self._message[1]
+
+
+def _live_node(spec: dict, s: dict) -> dict:
+    out = dict(spec)
+    out["target_fps"] = out.pop("fps", None)
+    for key in ("frames_in", "frames_out", "errors", "restarts"):
+        out[key] = s.get(key, 0)
+    out.update(fps=s.get("fps", 0.0), drops=s.get("drops", {}), edge_drops=s.get("edge_drops", {}),
+               processing_ms=s.get("processing_ms", {}), latency_ms=s.get("latency_ms", {}),
+               states=s.get("states", []), extra=s.get("extra", {}))
+    return out
+
+
+def find_topic(request: web.Request, name: str | None = None) -> Topic:
+    """The topic a request names (path ``{topic}``, else ``?topic=``, else the first one).
+
+    Raises:
+        HTTPNotFound: (JSON) no such topic, with the list of known ones.
+    """
+    views = request.app[VIEWS]
+    name = name if name is not None else request.match_info.get("topic") or request.query.get("topic")
+    topics = views.topics()
+    if name is None:
+        if not topics:
+            raise json_error(404, "no topics yet")
+        return topics[0]
+    topic = views.hub.topic(name) if len(name) <= MAX_TOPIC else None
+    if topic is None or (topic.latest is None and not topic.expected):
+        raise json_error(404, "unknown topic", topic=name[:MAX_TOPIC], topics=[t.name for t in topics])
+    return topic
+
+
+# -- handlers -----------------------------------------------------------------------------------------------
+async def index(request: web.Request) -> web.StreamResponse:
+    query = f"?{request.query_string}" if request.query_string else ""
+    raise web.HTTPFound(f"/dashboard{query}")
+
+
+@functools.lru_cache(maxsize=None)
+def _static(name: str) -> bytes:
+    return (STATIC / name).read_bytes()
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    return web.Response(body=_static("dashboard.html"), content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-cache"})
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise json_error(404, "no such file")
+    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return web.Response(body=_static(name), content_type=kind, charset="utf-8",
+                        headers={"Cache-Control": "no-cache"})
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: answering at all means the event loop runs."""
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[VIEWS].ready():
+        return web.Response(text="ready\n")
+    return web.Response(status=503, text="not ready: inputs not attached yet\n")
+
+
+async def status(request: web.Request) -> web.Response:
+    return json_response(request.app[VIEWS].status())
+
+
+async def fps(request: web.Request) -> web.Response:
+    return json_response(request.app[VIEWS].fps())
+
+
+async def graph(request: web.Request) -> web.Response:
+    return json_response(request.app[VIEWS].graph())
+
+
+async def topics(request: web.Request) -> web.Response:
+    views = request.app[VIEWS]
+    return json_response({"topics": [views.topic(t) for t in views.topics()]})
+
+
+async def topic(request: web.Request) -> web.Response:
+    return json_response(request.app[VIEWS].topic(find_topic(request)))
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    body = metrics.render(request.app[VIEWS].registry)
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the REST, health, metrics and dashboard routes on ``app``."""
+    app.router.add_get("/", index)
+    app.router.add_get("/dashboard", dashboard)
+    app.router.add_get("/static/{name}", static)
+    app.router.add_get("/health", health)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/status", status)
+    app.router.add_get("/api/fps", fps)
+    app.router.add_get("/api/graph", graph)
+    app.router.add_get("/api/topics", topics)
+    app.router.add_get("/api/topics/{topic}", topic)
+    app.router.add_get("/metrics", prometheus)

@@ -1,0 +1,103 @@
+"""Node discovery across hosts: every node process of a distributed run registers itself in the control Redis,
+with a heartbeat, and reads where the others are.
+
+Key: ``edgeflow:{app}:registry:{node}:{replica}`` -> JSON {node, replica, kind, pid, version, host (identity),
+gateway_tcp}, with a TTL of TTL_S seconds refreshed every HEARTBEAT_S seconds: a node that dies disappears within
+TTL_S; one that stops cleanly deletes its key at once. A lost Redis connection is retried with back-off while the
+node's shared-memory edges keep flowing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from edgeflow.placement import HostIdentity
+
+HEARTBEAT_S = 1.0
+TTL_S = 4.0            # a dead node is gone from the registry within 4 s (the issue asks for 5)
+
+log = logging.getLogger("edgeflow.registry")
+
+
+def _key(app: str, node: str = "*", replica: object = "*") -> str:
+    return f"edgeflow:{app}:registry:{node}:{replica}"
+
+
+class Registry:
+    """This process's entry in the registry, kept alive by a heartbeat thread, and lookups of the others."""
+
+    def __init__(self, broker, app: str, entry: dict) -> None:
+        import redis                                    # imported here: only distributed runs need it
+        self.app = app
+        self.entry = dict(entry)
+        self.key = _key(app, entry["node"], entry["replica"])
+        self._client = redis.Redis.from_url(broker.url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = False
+
+    def start(self) -> None:
+        """Register now (if Redis answers) and keep the entry alive in the background."""
+        self._beat()
+        self._thread = threading.Thread(target=self._run, name=f"registry:{self.key}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        delay = HEARTBEAT_S
+        while not self._stop.wait(delay):
+            delay = HEARTBEAT_S if self._beat() else min(delay * 2, 5.0)   # back off while Redis is away
+
+    def _beat(self) -> bool:
+        try:
+            self._client.set(self.key, json.dumps(self.entry), px=int(TTL_S * 1000))
+        except Exception as exc:                        # redis errors of any kind: retried with back-off
+            if self.connected:
+                log.warning("%s: registry unreachable (%s); retrying", self.entry["node"], exc)
+            self.connected = False
+            return False
+        self.connected = True
+        return True
+
+    def peers(self) -> dict[tuple[str, int], dict]:
+        """Every registered node process: (node, replica) -> entry (empty when Redis is unreachable)."""
+        try:
+            keys = list(self._client.scan_iter(match=_key(self.app), count=500))
+            values = self._client.mget(keys) if keys else []
+        except Exception:
+            return {}
+        out = {}
+        for raw in values:
+            if raw:
+                entry = json.loads(raw)
+                out[(entry["node"], int(entry["replica"]))] = entry
+        return out
+
+    def close(self) -> None:
+        """Stop the heartbeat and remove this entry."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+        try:
+            self._client.delete(self.key)
+        except Exception:
+            pass
+        self._client.close()
+
+
+def host_of(entry: dict | None) -> HostIdentity | None:
+    """The host identity recorded in a registry entry."""
+    return None if entry is None else HostIdentity.from_dict(entry["host"])
+
+
+def wait_for(registry: Registry, node: str, timeout: float) -> dict | None:
+    """The first entry of ``node`` once it registered, or None after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for (name, _), entry in registry.peers().items():
+            if name == node:
+                return entry
+        time.sleep(0.1)
+    return None
