@@ -51,6 +51,10 @@ class InputSet:
             raise
         return cls(inputs)
 
+    def add(self, inp: Input) -> None:
+        """Read one more input (the router adds Redis or TCP subscriptions for sources on other hosts)."""
+        self.inputs.append(inp)
+
     def next(self, timeout: float) -> tuple[Frame, Input] | tuple[None, None]:
         """The next frame from any input, waiting at most ``timeout`` seconds; (None, None) when none came."""
         deadline = time.monotonic() + timeout
@@ -62,8 +66,13 @@ class InputSet:
             remaining = deadline - time.monotonic()
             if not active or remaining <= 0:
                 return None, None
-            if shm.wait_any([inp.sub for inp in active], min(remaining, 0.1)) < 0:
-                self._check_writers(active)
+            local = [inp for inp in active if isinstance(inp.sub, shm.Subscriber)]
+            # rings can all be slept on at once; network inputs are polled every few milliseconds
+            nap = min(remaining, 0.1 if len(local) == len(active) else 0.003)
+            if not local:
+                time.sleep(nap)
+            elif shm.wait_any([inp.sub for inp in local], nap) < 0:
+                self._check_writers(local)
 
     def _poll(self) -> tuple[Frame, Input] | tuple[None, None]:
         if self._pending:
@@ -106,12 +115,18 @@ class InputSet:
         for inp in self.inputs:
             s = inp.sub.statistics()
             agg = out.setdefault(inp.label, {"received": 0, "drops": 0, "lag": 0})
-            agg["received"] += s.received
-            agg["drops"] += s.drops
-            agg["lag"] = max(agg["lag"], s.lag)
+            agg["received"] += _stat(s, "received")
+            agg["drops"] += _stat(s, "drops")
+            agg["lag"] = max(agg["lag"], _stat(s, "lag"))
         return out
 
     def close(self) -> None:
         for inp in self.inputs:
             inp.sub.close()
 
+
+
+def _stat(stats, name: str) -> int:
+    """A counter from a transport's statistics (a dataclass or a dict; 0 when it does not count that)."""
+    value = stats.get(name, 0) if isinstance(stats, dict) else getattr(stats, name, 0)
+    return int(value or 0)

@@ -93,12 +93,16 @@ def run_one(graph, args) -> int:
     if not 0 <= args.replica < spec.replicas:
         raise ConfigError(f"--replica {args.replica}: node '{spec.name}' has {spec.replicas} replica(s)")
     plans = planning.plan(graph)
-    _broker_note(graph)
-    for line in planning.edge_lines(graph):
-        if line.startswith(f"{spec.name} -> ") or f" -> {spec.name}:" in line:
-            print(line)
+    distributed = graph.broker is not None
+    if distributed:            # routes are decided from the registry and printed as they are decided
+        print(f"{spec.name}: distributed run, registry at {graph.broker.redacted()}", flush=True)
+    else:
+        for line in planning.edge_lines(graph):
+            if line.startswith(f"{spec.name} -> ") or f" -> {spec.name}:" in line:
+                print(line)
     frames = args.frames if spec.kind == "producer" else None
-    runner = NodeRunner(NodeJob(graph.app, spec, plans[spec.name], args.replica, frames))
+    runner = NodeRunner(NodeJob(graph.app, spec, plans[spec.name], args.replica, frames, graph=graph,
+                                distributed=distributed))
     previous = {sig: signal.signal(sig, runner.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     timer = None
     if args.duration:

@@ -38,6 +38,8 @@ class NodeJob:
     replica: int = 0
     frames: int | None = None
     slots: int = 8
+    graph: Any = None        # the whole Graph: a distributed run routes by it
+    distributed: bool = False
 
 
 class NodeContext:
@@ -70,6 +72,7 @@ class NodeRunner:
         self.servers: list = []                # a gateway's interface servers (e.g. the web server)
         self.app_stats: dict | None = None     # the whole app's statistics, sent by the supervisor
         self.app_graph: dict | None = None
+        self.router = None                     # routes edges across hosts in a distributed run
 
     def stop(self, *_: object) -> None:
         """Ask the loop to finish after the current hook (signal-safe)."""
@@ -127,9 +130,17 @@ class NodeRunner:
             held = max(MAX_HELD, int(job.spec.options.get("queue_size", 10)) + 2) if plan.kind == "fusion" \
                 else MAX_HELD
             self.inputs = InputSet.open(job.app, plan.inputs, max_held=held)
+        if job.distributed:
+            from edgeflow.runtime.router import Router
+            self.router = Router(self, job.graph)
+            if plan.kind == "gateway":
+                self.router.add_tcp_inputs()
+            self.router.start()
 
     def _close(self, failed: bool = False) -> None:
         self._send_stats(force=True)
+        if self.router is not None:
+            self.router.close()
         if self.inputs is not None:
             self.inputs.close()
         if self.output is None:
@@ -234,8 +245,10 @@ class NodeRunner:
 
     # -- supervisor link -------------------------------------------------------------------------------------
     def _service(self) -> None:
-        """Between frames: statistics out, control messages in."""
+        """Between frames: statistics out, control messages in, routes re-decided."""
         self._send_stats()
+        if self.router is not None:
+            self.router.refresh()
         if self.conn is None:
             return
         while self.conn.poll():
@@ -283,7 +296,19 @@ class GatewayRuntime:
 
     def graph(self) -> dict:
         """The pipeline as Graph.to_dict(), with each edge's transport."""
-        return self._runner.app_graph or {"nodes": [], "edges": []}
+        if self._runner.app_graph is not None:
+            return self._runner.app_graph
+        graph = self._runner.job.graph
+        if graph is None:
+            return {"nodes": [], "edges": []}
+        out = graph.to_dict()
+        routes = self._runner.router.all_routes() if self._runner.router is not None else {}
+        for edge in out["edges"]:
+            route = routes.get((edge["source"], edge["target"]))
+            edge["transport"] = route["transport"] if route else "shm"
+            if route:
+                edge["route_reason"] = route["reason"]
+        return out
 
     def ready(self) -> bool:
         """True once this node's inputs are attached."""

@@ -7,13 +7,16 @@ end-to-end latency can be measured at any node.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import numpy as np
 
-from edgeflow.errors import NodeError
+from edgeflow.errors import EdgeFlowError, NodeError
 from edgeflow.frame import Frame
+
+log = logging.getLogger("edgeflow.runtime")
 
 TRACE_KEY = "edgeflow.trace"
 MAX_HOPS = 16                     # keep meta small however long the pipeline
@@ -60,6 +63,8 @@ class Output:
     def __init__(self, node: str, publisher) -> None:
         self.node = node
         self.publisher = publisher
+        self.remotes: list = []          # Redis / TCP publishers the router adds for consumers on other hosts
+        self.remote_errors = 0
         self._loan = None
 
     def loan(self, shape, dtype) -> np.ndarray:
@@ -86,10 +91,19 @@ class Output:
             timestamp = source.timestamp if source is not None else (loan.timestamp if loan else time.time())
         meta = hop_meta(self.node, source, meta, received)
         if loan is not None and data is loan.array:          # the node filled its loan: publish in place
-            return loan.commit(timestamp=timestamp, meta=meta)
-        if loan is not None:
-            loan.abort()
-        return self.publisher.publish(data, timestamp=timestamp, meta=meta)
+            fid = loan.commit(timestamp=timestamp, meta=meta)
+        else:
+            if loan is not None:
+                loan.abort()
+            fid = self.publisher.publish(data, timestamp=timestamp, meta=meta)
+        for remote in self.remotes:                          # the same frame to other hosts (still valid here)
+            try:
+                remote.publish(data, timestamp=timestamp, meta=meta)
+            except EdgeFlowError as exc:                    # counted; local consumers are not held up
+                self.remote_errors += 1
+                if self.remote_errors == 1 or self.remote_errors % 1000 == 0:
+                    log.warning("%s: remote publish failed (%d so far): %s", self.node, self.remote_errors, exc)
+        return fid
 
     def abandon(self) -> None:
         """The node failed: leave the ring to the restarted process (consumers wait instead of finishing)."""

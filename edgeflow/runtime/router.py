@@ -1,0 +1,199 @@
+"""Routing in a distributed run (``python main.py --node X`` with a broker): which edges of this node go over
+shared memory, Redis or TCP, decided from the registry and decided again every ROUTE_PERIOD seconds.
+
+Consumer side, per input source replica: same host -> its shm ring; a gateway -> frames arrive on the gateway's
+TCP server; otherwise -> a Redis subscription (group = this node, shared by its replicas).
+Producer side: it always writes its shm ring (local consumers); it publishes to Redis only while some consumer
+on another host reads it over Redis, and sends over TCP to a gateway on another host. A purely local pipeline
+costs Redis nothing.
+
+Known limit: replicas of one node spread over several hosts share the work among those reading the same route
+(the shm group on one host, the Redis group across hosts); a frame can reach one replica of each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+
+from edgeflow import placement
+from edgeflow.config import settings
+from edgeflow.qos import QoS
+from edgeflow.runtime.inputs import Input
+from edgeflow.runtime.plan import group_name, output_topic
+from edgeflow.runtime.registry import Registry, host_of
+
+ROUTE_PERIOD = 1.0
+
+log = logging.getLogger("edgeflow.runtime")
+
+
+def advertised_address(broker) -> str:
+    """The address other hosts reach this one at: $GATEWAY_HOST when set, else the local address of the route
+    to the broker."""
+    host = os.environ.get("GATEWAY_HOST")
+    if host and host != "localhost":
+        return host
+    target = broker.address.host if hasattr(broker, "address") else "127.0.0.1"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((target, 9))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+class Router:
+    """Keeps this node replica's remote inputs and outputs in line with where its peers run."""
+
+    def __init__(self, runner, graph) -> None:
+        self.runner = runner
+        self.graph = graph
+        self.broker = graph.broker
+        self.broker_kind = self.broker.kind
+        self.me = placement.this_host()
+        self.node = graph.node(runner.name)
+        self.tcp_server = None
+        self.gateway_tcp = None
+        self.redis_inputs: dict[str, object] = {}         # topic -> RedisSubscriber
+        self.redis_pub = None
+        self.tcp_senders: dict[str, object] = {}          # "host:port" -> TcpSender
+        self.routes: dict[tuple[str, str], placement.Route] = {}
+        self._next = 0.0
+        entry = {"node": runner.name, "replica": runner.job.replica, "kind": self.node.kind, "pid": os.getpid(),
+                 "version": _version(), "host": self.me.to_dict(), "gateway_tcp": None}
+        if self.node.kind == "gateway":
+            self._start_tcp_server()
+            entry["gateway_tcp"] = self.gateway_tcp
+        self.registry = Registry(self.broker, graph.app, entry)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.registry.start()
+        self.refresh(force=True)
+
+    def close(self) -> None:
+        self.registry.close()
+        for sub in self.redis_inputs.values():
+            sub.close()
+        if self.redis_pub is not None:
+            self.redis_pub.close()
+        for sender in self.tcp_senders.values():
+            sender.close()
+        if self.tcp_server is not None:
+            self.tcp_server.close()
+
+    def _start_tcp_server(self) -> None:
+        from edgeflow.transport.tcp import TcpServer
+        token = next((getattr(i, "token", None) for i in getattr(self.node, "interfaces", ()) if i), None)
+        self.tcp_server = TcpServer(host="0.0.0.0", port=settings.GATEWAY_TCP_PORT, token=token)
+        self.tcp_server.start()
+        self.gateway_tcp = f"{advertised_address(self.broker)}:{self.tcp_server.port}"
+
+    def add_tcp_inputs(self) -> None:
+        """A gateway reads each input topic also from its TCP server (frames from producers on other hosts)."""
+        for plan in self.runner.job.plan.inputs:
+            for topic in plan.topics:
+                self.runner.inputs.add(Input(plan.label, plan.source, self.tcp_server.subscriber(topic)))
+
+    # -- routing ---------------------------------------------------------------------------------------------
+    def refresh(self, force: bool = False) -> None:
+        """Re-decide routes (at most every ROUTE_PERIOD seconds unless forced)."""
+        now = time.monotonic()
+        if not force and now < self._next:
+            return
+        self._next = now + ROUTE_PERIOD
+        peers = self.registry.peers()
+        if self.runner.inputs is not None:
+            self._route_inputs(peers)
+        if self.runner.output is not None:
+            self._route_outputs(peers)
+
+    def _note(self, source: str, target: str, route: placement.Route, qos: QoS) -> None:
+        key = (source, target)
+        if self.routes.get(key) != route:
+            self.routes[key] = route
+            self.registry.entry["routes"] = self.describe()     # published with the next heartbeat
+            if route.transport != "pending":
+                print(route.describe(source, target, qos.name), flush=True)
+
+    def _route_inputs(self, peers: dict) -> None:
+        for plan in self.runner.job.plan.inputs:
+            src = self.graph.node(plan.source)
+            for r, topic in enumerate(plan.topics):
+                route = placement.choose_route(host_of(peers.get((src.name, r))), self.me,
+                                               target_kind=self.node.kind, broker_kind=self.broker_kind,
+                                               gateway_tcp=self.gateway_tcp)
+                self._note(src.name, self.node.name, route, plan.qos)
+                if route.transport in ("redis", "dual-redis") and topic not in self.redis_inputs:
+                    self._subscribe_redis(plan, topic)
+
+    def _subscribe_redis(self, plan, topic: str) -> None:
+        from edgeflow.transport.redis import RedisSubscriber
+        sub = RedisSubscriber(topic, app=self.graph.app, broker=self.broker, qos=plan.qos, group=plan.group,
+                              consumer=f"{self.node.name}-{self.runner.job.replica}-{os.getpid()}")
+        self.redis_inputs[topic] = sub
+        self.runner.inputs.add(Input(plan.label, plan.source, sub))
+
+    def _route_outputs(self, peers: dict) -> None:
+        redis_groups, gateways = [], set()
+        for edge in self.graph.outputs_of(self.node.name):
+            target = self.graph.node(edge.target)
+            for r in range(target.replicas):
+                entry = peers.get((target.name, r))
+                route = placement.choose_route(self.me, host_of(entry), target_kind=target.kind,
+                                               broker_kind=self.broker_kind,
+                                               gateway_tcp=entry and entry.get("gateway_tcp"))
+                self._note(self.node.name, target.name, route, edge.qos)
+                if route.transport in ("redis", "dual-redis"):
+                    redis_groups.append((group_name(target.name), edge.qos))
+                elif route.transport == "tcp":
+                    gateways.add(entry["gateway_tcp"])
+        self._ensure_redis(redis_groups)
+        self._ensure_tcp(gateways)
+
+    def _ensure_redis(self, groups: list) -> None:
+        if groups and self.redis_pub is None:
+            from edgeflow.transport.redis import RedisPublisher
+            durable = tuple(sorted({g for g, qos in groups if qos is QoS.DURABLE}))
+            topic = output_topic(self.node.name, self.node.replicas, self.runner.job.replica)
+            self.redis_pub = RedisPublisher(topic, app=self.graph.app, broker=self.broker, durable_groups=durable)
+            self.runner.output.remotes.append(self.redis_pub)
+        elif not groups and self.redis_pub is not None:    # no remote consumer left: stop paying for Redis
+            self.runner.output.remotes.remove(self.redis_pub)
+            self.redis_pub.close()
+            self.redis_pub = None
+
+    def _ensure_tcp(self, gateways: set) -> None:
+        from edgeflow.transport.tcp import TcpSender
+        topic = output_topic(self.node.name, self.node.replicas, self.runner.job.replica)
+        for address in gateways - set(self.tcp_senders):
+            host, _, port = address.rpartition(":")
+            sender = TcpSender(topic, host, int(port), app=self.graph.app)
+            self.tcp_senders[address] = sender
+            self.runner.output.remotes.append(sender)
+        for address in set(self.tcp_senders) - gateways:
+            sender = self.tcp_senders.pop(address)
+            self.runner.output.remotes.remove(sender)
+            sender.close()
+
+    def all_routes(self) -> dict[tuple[str, str], dict]:
+        """Routes of every edge any registered node reported (the gateway's /api/graph in a distributed run)."""
+        out = {}
+        for entry in self.registry.peers().values():
+            for route in entry.get("routes") or ():
+                out[(route["source"], route["target"])] = route
+        out.update({(r["source"], r["target"]): r for r in self.describe()})
+        return out
+
+    def describe(self) -> list[dict]:
+        """Each edge of this node with its route, for statistics."""
+        return [{"source": s, "target": t, "transport": r.transport, "reason": r.reason}
+                for (s, t), r in self.routes.items()]
+
+
+def _version() -> str:
+    from edgeflow import __version__
+    return __version__
