@@ -1400,9 +1400,10 @@ cdef class RingReader:
                 if old == self.bit:
                     ef_sub32_sc(&gm.hdr.pinned_slots, 1)
         self.held = 0
-        writer_alive = c.writer_state == EF_WRITER_RUNNING and _alive(c.writer_pid, c.writer_start)
         _lock(c)
         try:
+            # under the lock: a writer closing meanwhile must see us attached, or we must see it closed
+            writer_alive = c.writer_state == EF_WRITER_RUNNING and _alive(c.writer_pid, c.writer_start)
             g = &c.groups[self.group]
             if g.members:
                 g.members -= 1

@@ -23,6 +23,7 @@ from edgeflow.runtime.outputs import Output
 from edgeflow.transport import shm
 
 STATS_PERIOD = 0.5           # seconds between statistics sent to the supervisor
+SERVICE_PERIOD = 0.01        # seconds between looks at the supervisor's messages and the routes
 DRAIN_TIMEOUT = 5.0          # a finishing node waits this long for DURABLE consumers to take its last frames
 MAX_HELD = 8                 # frames a node may keep referenced past its hook before recv fails loudly
 
@@ -66,6 +67,7 @@ class NodeRunner:
         self.metrics = NodeMetrics(self.name, job.replica)
         self.stopping = threading.Event()
         self._next_stats = 0.0
+        self._next_service = 0.0
         self._errors_logged: set = set()
         self.inputs: InputSet | None = None
         self.output: Output | None = None
@@ -245,7 +247,12 @@ class NodeRunner:
 
     # -- supervisor link -------------------------------------------------------------------------------------
     def _service(self) -> None:
-        """Between frames: statistics out, control messages in, routes re-decided."""
+        """Between frames, at most every SERVICE_PERIOD: statistics out, control messages in, routes re-decided
+        (a poll of the supervisor's pipe is a system call: not one per frame)."""
+        now = time.monotonic()
+        if now < self._next_service:
+            return
+        self._next_service = now + SERVICE_PERIOD
         self._send_stats()
         if self.router is not None:
             self.router.refresh()

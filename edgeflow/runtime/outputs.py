@@ -47,12 +47,17 @@ def normalize(node: str, result: Any) -> tuple[Any, dict | None, float | None]:
 
 
 def hop_meta(node: str, source: Frame | None, meta: dict | None, received: float) -> dict:
-    """The output frame's meta: the input's meta, overridden by the node's, plus this hop in the trace."""
+    """The output frame's meta: the input's meta, overridden by the node's, plus this hop in the trace.
+
+    A hop is ``[node, received_us, sent_us]``: integer microseconds since the epoch (cheaper to encode than
+    floats, and exact), at most MAX_HOPS of them.
+    """
     out = dict(source.meta) if source is not None and source.meta else {}
     if meta:
         out.update(meta)
-    trace = list(out.get(TRACE_KEY, ()))[-(MAX_HOPS - 1):]
-    trace.append([node, round(received, 6), round(time.time(), 6)])
+    trace = out.get(TRACE_KEY)
+    trace = trace[-(MAX_HOPS - 1):] if trace else []
+    trace.append([node, int(received * 1e6), time.time_ns() // 1000])
     out[TRACE_KEY] = trace
     return out
 
