@@ -755,10 +755,16 @@ def test_run_hands_the_app_to_the_launcher(monkeypatch):
 
     import edgeflow.runtime
     launcher = types.ModuleType("edgeflow.runtime.launcher")
-    launcher.run_app = lambda app, argv: ("ran", app.name, argv)
+    calls = []
+    launcher.run_app = lambda app, argv: calls.append((app.name, argv)) or exit_code[0]
+    exit_code = [0]
     monkeypatch.setitem(sys.modules, "edgeflow.runtime.launcher", launcher)
     monkeypatch.setattr(edgeflow.runtime, "launcher", launcher, raising=False)
-    assert seed_app.run() == ("ran", "test-distributed-system", None)
+    assert seed_app.run() == 0 and calls == [("test-distributed-system", None)]
+    exit_code[0] = 2                          # a failed run makes `python main.py` exit non-zero
+    with pytest.raises(SystemExit) as exc:
+        seed_app.run(["--frames", "3"])
+    assert exc.value.code == 2 and calls[-1] == ("test-distributed-system", ["--frames", "3"])
 
 
 def test_the_graph_layer_imports_no_runtime_transport_or_compiled_core_at_import_time():
