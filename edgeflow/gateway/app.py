@@ -16,10 +16,10 @@ WebInterface options (``WebInterface(port=..., jpeg_quality=70)``):
     stats_interval  seconds between /ws/stats messages (0.5)
     access_log      log every request (False: the log would repeat ?token= and grow with every frame poll)
 
-The token (``WebInterface(token=...)``, else $EDGEFLOW_GATEWAY_TOKEN) protects the API, the metrics, the streams
-and custom routes: ``Authorization: Bearer <token>`` or ``?token=<token>``. /healthz, /readyz and /health stay
-open for probes, and so do the dashboard's page and static files, which carry no data (the page passes its own
-``?token=`` on to everything it fetches).
+The token (``WebInterface(token=...)``, else $EDGEFLOW_GATEWAY_TOKEN) protects the API, the metrics, the
+streams and custom routes: ``Authorization: Bearer <token>`` or ``?token=<token>``. /healthz, /readyz and
+/health stay open for probes, and so do the dashboard's page and static files, which carry no data (the page
+passes its own ``?token=`` on to everything it fetches).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from aiohttp import web
 from edgeflow.errors import ConfigError
 from edgeflow.gateway import routes, stream
 from edgeflow.gateway.hub import Hub
-from edgeflow.gateway.routes import HUB, INTERFACE, RUNTIME, VIEWS, Views, dumps, json_error, json_response
+from edgeflow.gateway.routes import HUB, INTERFACE, RUNTIME, VIEWS, Views, dumps, json_response
 
 log = logging.getLogger("edgeflow.gateway")
 
@@ -104,7 +104,8 @@ def options_of(interface: Any) -> dict:
     given = dict(getattr(interface, "options", None) or {})
     unknown = sorted(set(given) - set(OPTIONS))
     if unknown:
-        raise ConfigError(f"gateway: unknown WebInterface option {unknown[0]!r} (known: {', '.join(OPTIONS)})")
+        raise ConfigError(f"gateway: unknown WebInterface option {unknown[0]!r} "
+                          f"(known: {', '.join(OPTIONS)})")
     out = {**OPTIONS, **given}
     if not (isinstance(out["jpeg_quality"], int) and 1 <= out["jpeg_quality"] <= 100):
         raise ConfigError(f"gateway: jpeg_quality={out['jpeg_quality']!r}: must be an integer 1-100")
@@ -153,7 +154,7 @@ async def _startup(app: web.Application) -> None:
 
 
 async def _shutdown(app: web.Application) -> None:
-    app[HUB].stop_waiting()                         # every viewer loop ends now instead of at the grace timeout
+    app[HUB].stop_waiting()                # every viewer loop ends now, not when the grace time runs out
     await stream.close_sockets(app)
 
 
@@ -174,7 +175,8 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        headers = {k: v for k, v in exc.headers.items()
+                   if k.lower() not in ("content-type", "content-length")}
         return json_response({"error": exc.reason.lower(), "status": exc.status}, status=exc.status,
                              headers=headers)
     except (asyncio.CancelledError, ConnectionError):
@@ -199,7 +201,10 @@ def _auth(token: str | None):
         if expected is None or request.path in OPEN_PATHS or request.path.startswith("/static/"):
             return await handler(request)
         supplied = request.headers.get("Authorization", "")
-        supplied = supplied[7:].strip() if supplied[:7].lower() == "bearer " else request.query.get("token", "")
+        if supplied[:7].lower() == "bearer ":
+            supplied = supplied[7:].strip()
+        else:
+            supplied = request.query.get("token", "")
         if not hmac.compare_digest(supplied.encode(), expected):      # constant time: no guessing by timing
             raise web.HTTPUnauthorized(text=dumps({"error": "missing or wrong token", "status": 401}),
                                        content_type="application/json",
@@ -238,7 +243,8 @@ def _custom_handler(handler):
             return web.Response(text=result)
         if isinstance(result, (bytes, bytearray)):
             return web.Response(body=bytes(result), content_type="application/octet-stream")
-        raise TypeError(f"route returned {type(result).__name__}; return a response, dict, list, str or bytes")
+        raise TypeError(f"route returned {type(result).__name__}; "
+                        "return a response, dict, list, str or bytes")
     call.__name__ = getattr(handler, "__name__", "custom_route")
     return call
 
@@ -247,7 +253,8 @@ class Server:
     """The web server of one WebInterface, serving from its own event loop (uvloop) in a daemon thread.
 
     Args:
-        interface: the WebInterface (host, port, token, options, routes). Port 0 picks a free port (``.port``).
+        interface: the WebInterface (host, port, token, options, routes). Port 0 picks a free port
+            (``.port`` says which).
         runtime: the runtime object.
 
     Raises:
@@ -320,7 +327,8 @@ class Server:
             except OSError as exc:
                 raise _bind_error(self.host, self.port, exc) from exc
             self.port = runner.addresses[0][1]
-            log.info("gateway: dashboard at %s/dashboard", self.url)
+            shown = self.url if self.host not in ("0.0.0.0", "", "::") else f"http://localhost:{self.port}"
+            log.info("gateway: dashboard at %s/dashboard", shown)
             self._started.set()
             await self._stop.wait()
         finally:

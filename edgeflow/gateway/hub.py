@@ -1,14 +1,15 @@
-"""The hub: the newest frame of every topic, JPEG-encoded at most once per requested size, fanned out to viewers.
+"""The hub: the newest frame of every topic, JPEG-encoded at most once per requested size, fanned out to
+viewers.
 
 Threads: ``publish()`` runs on the gateway node's loop thread (the runtime calls ``server.on_frame``). It only
 stores the newest entry of the topic and, when someone waits on that topic, schedules one wake-up on the event
 loop (``call_soon_threadsafe``); it never blocks and never encodes. Everything else runs on the event loop;
 JPEG encoding runs in a small thread pool (OpenCV releases the GIL while it encodes).
 
-Viewers never queue: each one asks for "a frame newer than the one I sent", gets the newest, and while it is
-busy writing (its socket is slow) newer frames simply replace older ones. Encoding is on demand and shared: the
-first viewer that asks for frame N at size S starts the encode, every other viewer awaits the same result, so a
-frame is encoded at most once per size, and never when nobody watches.
+Viewers never queue: each one asks for "a frame newer than the one I sent", gets the newest, and while it
+is busy writing (its socket is slow) newer frames simply replace older ones. Encoding is on demand and
+shared: the first viewer that asks for frame N at size S starts the encode, every other viewer awaits the
+same result, so a frame is encoded at most once per size, and never when nobody watches.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ RESERVOIR = 1024              # newest samples kept per timing series
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """What a viewer asked for: ``width`` (pixels) or ``scale`` (factor), or neither (native size); quality."""
+    """What a viewer asked for: ``width`` (pixels), ``scale`` (factor) or neither (native size); quality."""
     width: int | None = None
     scale: float | None = None
     quality: int = 80
@@ -81,7 +82,7 @@ class Entry:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Encoded:
-    """A JPEG of one entry at one size, and the MJPEG part (headers + JPEG + CRLF) built once for all viewers."""
+    """A JPEG of one entry at one size, and its MJPEG part (headers + JPEG + CRLF), built once for all."""
     seq: int
     frame_id: int
     handed: float
@@ -102,6 +103,7 @@ class Series:
         self.total = 0.0
 
     def add(self, seconds: float) -> None:
+        """Record one duration."""
         self.samples.append(seconds)
         self.count += 1
         self.total += seconds
@@ -138,9 +140,11 @@ class Topic:
         self.delivery = Series()                     # handed to the hub -> written to a viewer's socket
 
     def next_seq(self) -> int:
+        """The next arrival number (node thread only)."""
         return next(self._seq)
 
     def arrived(self, now: float) -> None:
+        """Count an arrival at ``now`` (perf_counter) for the rate."""
         with self._lock:
             self._arrivals.append(now)
             self.frames += 1
@@ -173,12 +177,14 @@ class Hub:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._encoders = encoders
         self.closing = False
+        self.accepting = True          # False once the server closed: a late frame must not pin memory again
         self.started = time.time()
 
     # -- lifecycle (event loop) ------------------------------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve from ``loop``: from now on ``publish`` wakes that loop's viewers."""
-        self._executor = concurrent.futures.ThreadPoolExecutor(self._encoders, thread_name_prefix="edgeflow-jpeg")
+        self._executor = concurrent.futures.ThreadPoolExecutor(self._encoders,
+                                                               thread_name_prefix="edgeflow-jpeg")
         self.closing = False
         self._loop = loop
 
@@ -200,7 +206,8 @@ class Hub:
         self._loop = None
 
     def clear(self) -> None:
-        """Forget every stored frame, so nothing here pins shared memory any more (any thread)."""
+        """Forget every stored frame and take no more, so nothing here pins shared memory (any thread)."""
+        self.accepting = False
         for topic in list(self.topics.values()):
             topic.latest = None
             topic.cache.clear()
@@ -212,6 +219,8 @@ class Hub:
         Keeps ``frame.data`` (not the Frame: the runtime releases the Frame after the hook, while the array,
         a zero-copy view, stays valid and pins its slot until this entry is replaced).
         """
+        if not self.accepting:
+            return
         name = frame.topic if frame.topic else "frames"
         topic = self.topic(name, create=True)
         data = frame.data
@@ -251,7 +260,8 @@ class Hub:
             event.set()
 
     async def next_entry(self, topic: Topic, after: int, timeout: float | None = None) -> Entry | None:
-        """The newest entry of ``topic`` with seq > ``after``; waits for one. None when closing or timed out."""
+        """The newest entry of ``topic`` with seq > ``after``, waiting for one; None when closing or timed
+        out."""
         topic.waiters += 1
         try:
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -328,7 +338,7 @@ class Hub:
 
     # -- views -----------------------------------------------------------------------------------------------
     def describe(self, topic: Topic, *, value: bool = False) -> dict:
-        """A JSON-able summary of a topic for the API and the dashboard (``value``: the data of a non-image)."""
+        """A JSON-able summary of a topic for the API and the dashboard (``value``: a non-image's data)."""
         entry = topic.latest
         out = {"name": topic.name, "kind": None, "frame_id": None, "frames": topic.frames,
                "fps": round(topic.fps(), 2), "width": None, "height": None, "channels": None, "dtype": None,
@@ -350,7 +360,8 @@ def classify(data: Any) -> tuple[str, int, int, int, str]:
         shape = data.shape
         image = (data.ndim == 2 or (data.ndim == 3 and shape[2] in (1, 3, 4))) and data.dtype.kind in "uifb"
         if image and min(shape[0], shape[1]) >= MIN_IMAGE_SIDE:
-            return "image", int(shape[1]), int(shape[0]), 1 if data.ndim == 2 else int(shape[2]), str(data.dtype)
+            channels = 1 if data.ndim == 2 else int(shape[2])
+            return "image", int(shape[1]), int(shape[0]), channels, str(data.dtype)
         return "data", 0, 0, 0, str(data.dtype)
     if isinstance(data, (bytes, bytearray, memoryview)) and bytes(data[:3]) == JPEG_MAGIC:
         width, height = jpeg_size(bytes(data[:65536]))
@@ -442,7 +453,7 @@ def data_value(data: Any) -> Any:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with NaN/inf replaced by None and unknown objects by their repr, so json.dumps always works."""
+    """``value`` with NaN/inf as None and unknown objects as their repr, so json.dumps always works."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

@@ -3,15 +3,15 @@
 Built from the runtime's statistics snapshot on each scrape (a custom collector on a private registry), so the
 figures are the ones the dashboard shows. Names and labels:
 
-    edgeflow_node_*{node}                  frames_in/frames_out/errors/restarts (counters), fps, replicas,
-                                           drops{node,reason}, processing_seconds and latency_seconds
-                                           (summaries: quantile 0.5 and 0.99 over the newest samples, _sum, _count)
-    edgeflow_edge_*{edge}                  frames, drops (counters); edgeflow_edge_info{edge,source,target,qos,
-                                           transport} = 1. ``edge`` is "source->target" (".channel" on the source)
-    edgeflow_topic_*{topic}                what the gateway received and served per topic: frames, fps,
-                                           frame_age_seconds, viewers{kind}, jpeg_encodes, frames_sent,
-                                           frames_skipped (a viewer was too slow), encode_seconds and
-                                           delivery_seconds (frame handed to the gateway -> written to a viewer)
+    edgeflow_node_*{node}      frames_in, frames_out, errors, restarts (counters), fps, replicas{state},
+                               drops{node,reason}, processing_seconds and latency_seconds (summaries:
+                               quantiles 0.5 and 0.99 of the newest samples, _sum, _count)
+    edgeflow_edge_*{edge}      frames, drops (counters); edgeflow_edge_info{edge,source,target,qos,transport}
+                               = 1. ``edge`` is "source->target" (with ".channel" on the source)
+    edgeflow_topic_*{topic}    what the gateway received and served per topic: frames, fps,
+                               frame_age_seconds, viewers{kind}, jpeg_encodes, frames_sent, frames_skipped
+                               (a viewer was too slow), encode_seconds and delivery_seconds (frame handed to
+                               the gateway -> its bytes written to a viewer's socket)
 
 Latencies are in seconds, the Prometheus convention; the JSON API keeps the runtime's milliseconds.
 """
@@ -78,7 +78,8 @@ def _add_series(metric: Metric, labels: dict, series) -> None:
     """Samples of one of the gateway's own Series (seconds)."""
     for quantile, _ in QUANTILES:
         value = series.quantile(float(quantile))
-        metric.add_sample(metric.name, {**labels, "quantile": quantile}, float("nan") if value is None else value)
+        metric.add_sample(metric.name, {**labels, "quantile": quantile},
+                          float("nan") if value is None else value)
     metric.add_sample(metric.name + "_count", labels, series.count)
     metric.add_sample(metric.name + "_sum", labels, series.total)
 
@@ -90,10 +91,12 @@ def node_families(stats: dict) -> Iterable[Metric]:
         ("frames_out", "Frames the node sent (or consumed, for sinks and gateways)."),
         ("errors", "Times the node's hook raised or returned something unsendable."),
         ("restarts", "Times the supervisor restarted one of the node's replicas."))}
-    fps = GaugeMetricFamily("edgeflow_node_fps", "Frames per second the node handled lately.", labels=["node"])
+    fps = GaugeMetricFamily("edgeflow_node_fps", "Frames per second the node handled lately.",
+                            labels=["node"])
     replicas = GaugeMetricFamily("edgeflow_node_replicas", "Replicas of the node by state.",
                                  labels=["node", "state"])
-    drops = CounterMetricFamily("edgeflow_node_drops", "Frames dropped, by reason.", labels=["node", "reason"])
+    drops = CounterMetricFamily("edgeflow_node_drops", "Frames dropped, by reason.",
+                                labels=["node", "reason"])
     processing = _summary("edgeflow_node_processing_seconds", "Time in the node's hook per frame.")
     latency = _summary("edgeflow_node_latency_seconds",
                        "End-to-end latency: capture timestamp to the node's output sent (or consumed).")
@@ -118,12 +121,13 @@ def edge_families(stats: dict, graph: dict) -> Iterable[Metric]:
     info = InfoMetricFamily("edgeflow_edge", "A link of the pipeline: its ends, QoS and transport.",
                             labels=["edge"])
     frames = CounterMetricFamily("edgeflow_edge_frames", "Frames delivered over the link.", labels=["edge"])
-    drops = CounterMetricFamily("edgeflow_edge_drops", "Frames the link's consumer skipped (REALTIME, BALANCED).",
-                                labels=["edge"])
+    drops = CounterMetricFamily("edgeflow_edge_drops",
+                                "Frames the link's consumer skipped (REALTIME, BALANCED).", labels=["edge"])
     for edge in merge_edges(stats, graph):
         label = edge_label(edge)
         info.add_metric([label], {"source": str(edge.get("source")), "target": str(edge.get("target")),
-                                  "qos": str(edge.get("qos", "")), "transport": str(edge.get("transport", ""))})
+                                  "qos": str(edge.get("qos", "")),
+                                  "transport": str(edge.get("transport", ""))})
         frames.add_metric([label], edge.get("frames") or 0)
         drops.add_metric([label], edge.get("drops") or 0)
     return [info, frames, drops]
@@ -137,11 +141,13 @@ def topic_families(hub) -> Iterable[Metric]:
     frames = counter("frames", "Frames the gateway received on the topic.")
     encodes = counter("jpeg_encodes", "JPEG encodes of the topic's frames (at most one per frame and size).")
     sent = counter("frames_sent", "Frames written to viewers (MJPEG and WebSocket).")
-    skipped = counter("frames_skipped", "Frames replaced by a newer one before a slow viewer could take them.")
-    fps = GaugeMetricFamily("edgeflow_topic_fps", "Frames per second arriving on the topic.", labels=["topic"])
-    age = GaugeMetricFamily("edgeflow_topic_frame_age_seconds", "Seconds since the topic's newest frame arrived.",
+    skipped = counter("frames_skipped", "Frames replaced by a newer one before a slow viewer took them.")
+    fps = GaugeMetricFamily("edgeflow_topic_fps", "Frames per second arriving on the topic.",
                             labels=["topic"])
-    viewers = GaugeMetricFamily("edgeflow_topic_viewers", "Open viewers of the topic.", labels=["topic", "kind"])
+    age = GaugeMetricFamily("edgeflow_topic_frame_age_seconds",
+                            "Seconds since the topic's newest frame arrived.", labels=["topic"])
+    viewers = GaugeMetricFamily("edgeflow_topic_viewers", "Open viewers of the topic.",
+                                labels=["topic", "kind"])
     encode = _summary("edgeflow_topic_encode_seconds", "Time to JPEG-encode one frame.")
     delivery = _summary("edgeflow_topic_delivery_seconds",
                         "Frame handed to the gateway -> its bytes written to a viewer's socket.")
@@ -172,6 +178,7 @@ class SnapshotCollector:
         self.hub = hub
 
     def collect(self) -> Iterable[Metric]:
+        """Every family, read now."""
         stats, graph = self.source.statistics(), self.source.graph_dict()
         runtime = self.source.runtime
         up = GaugeMetricFamily("edgeflow_gateway_ready", "1 when the gateway's inputs are attached.",

@@ -3,7 +3,8 @@
     GET /                 302 to /dashboard (query string kept, so ?token= survives)
     GET /dashboard        the dashboard page (static; it fetches everything else with the page's token)
     GET /static/{name}    the dashboard's script and stylesheet
-    GET /health           {"status": "ok"} (the seed's route); /healthz: liveness; /readyz: 200 once inputs attach
+    GET /health           {"status": "ok"} (the seed's route)
+    GET /healthz          liveness; /readyz: 200 once the gateway's inputs are attached, 503 before
     GET /api/status       app, node, ready, uptime, topics, viewers
     GET /api/fps          {"topics": {topic: fps}, "nodes": {node: fps}}
     GET /api/graph        {"nodes": [...], "edges": [...]}: the graph with live figures
@@ -50,6 +51,7 @@ def dumps(value: Any) -> str:
 
 
 def json_response(value: Any, status: int = 200, **kwargs: Any) -> web.Response:
+    """A JSON response written with ``dumps`` (NaN-safe)."""
     return web.json_response(value, status=status, dumps=dumps, **kwargs)
 
 
@@ -92,12 +94,15 @@ class Views:
         return default if value is None else value
 
     def statistics(self) -> dict:
+        """The runtime's statistics snapshot (empty when the call fails)."""
         return self._call("statistics", {"nodes": {}, "edges": []})
 
     def graph_dict(self) -> dict:
+        """The runtime's graph dict (empty when the call fails)."""
         return self._call("graph", {"nodes": [], "edges": []})
 
     def ready(self) -> bool:
+        """The runtime's readiness (False when the call fails)."""
         return bool(self._call("ready", False))
 
     def _expect(self) -> None:
@@ -119,6 +124,7 @@ class Views:
         return [t for t in ordered if t.expected or t.latest is not None]
 
     def status(self) -> dict:
+        """The /api/status payload."""
         topics = self.topics()
         return {"status": "ok", "app": self.runtime.app, "node": self.runtime.node, "ready": self.ready(),
                 "uptime_s": round(time.time() - self.hub.started, 3), "time": time.time(),
@@ -126,6 +132,7 @@ class Views:
                 "viewers": sum(sum(t.viewers.values()) for t in topics)}
 
     def fps(self) -> dict:
+        """The /api/fps payload."""
         stats = self.statistics()
         return {"topics": {t.name: round(t.fps(), 2) for t in self.topics()},
                 "nodes": {name: s.get("fps", 0.0) for name, s in (stats.get("nodes") or {}).items()}}
@@ -157,6 +164,7 @@ class Views:
         return round((f1 - f0) / (now - t0), 2) if now - t0 >= 0.5 and f1 >= f0 else 0.0
 
     def topic(self, topic: Topic) -> dict:
+        """One topic as the API shows it (with ``value`` for data, and its stream URLs)."""
         out = self.hub.describe(topic, value=True)
         out.update(video=f"/video/{topic.name}", ws=f"/ws/video/{topic.name}")
         return out
@@ -203,6 +211,7 @@ def find_topic(request: web.Request, name: str | None = None) -> Topic:
 
 # -- handlers -----------------------------------------------------------------------------------------------
 async def index(request: web.Request) -> web.StreamResponse:
+    """``/``: redirect to the dashboard."""
     query = f"?{request.query_string}" if request.query_string else ""
     raise web.HTTPFound(f"/dashboard{query}")
 
@@ -213,11 +222,13 @@ def _static(name: str) -> bytes:
 
 
 async def dashboard(request: web.Request) -> web.Response:
+    """``/dashboard``: the page (static; its script fetches the rest)."""
     return web.Response(body=_static("dashboard.html"), content_type="text/html", charset="utf-8",
                         headers={"Cache-Control": "no-cache"})
 
 
 async def static(request: web.Request) -> web.Response:
+    """``/static/{name}``: the dashboard's script and stylesheet, by name."""
     name = request.match_info["name"]
     if name not in STATIC_FILES:
         raise json_error(404, "no such file")
@@ -227,6 +238,7 @@ async def static(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """``/health``: ``{"status": "ok"}``, the seed's route."""
     return json_response({"status": "ok"})
 
 
@@ -236,33 +248,40 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 once the gateway's inputs are attached, 503 before."""
     if request.app[VIEWS].ready():
         return web.Response(text="ready\n")
     return web.Response(status=503, text="not ready: inputs not attached yet\n")
 
 
 async def status(request: web.Request) -> web.Response:
+    """``/api/status``."""
     return json_response(request.app[VIEWS].status())
 
 
 async def fps(request: web.Request) -> web.Response:
+    """``/api/fps``."""
     return json_response(request.app[VIEWS].fps())
 
 
 async def graph(request: web.Request) -> web.Response:
+    """``/api/graph``: nodes and edges with live figures."""
     return json_response(request.app[VIEWS].graph())
 
 
 async def topics(request: web.Request) -> web.Response:
+    """``/api/topics``."""
     views = request.app[VIEWS]
     return json_response({"topics": [views.topic(t) for t in views.topics()]})
 
 
 async def topic(request: web.Request) -> web.Response:
+    """``/api/topics/{topic}``, with ``value`` for a non-image payload."""
     return json_response(request.app[VIEWS].topic(find_topic(request)))
 
 
 async def prometheus(request: web.Request) -> web.Response:
+    """``/metrics``: Prometheus text."""
     body = metrics.render(request.app[VIEWS].registry)
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 

@@ -1,9 +1,9 @@
 """Live video and statistics: MJPEG over HTTP, JPEG and JSON over WebSocket, single snapshots.
 
-    GET /video, /video/{topic}     multipart/x-mixed-replace MJPEG (``/video``: ``?topic=`` or the first topic)
+    GET /video, /video/{topic}     multipart/x-mixed-replace MJPEG (``/video``: ``?topic=`` or the first)
     GET /snapshot/{topic}          the newest frame as one JPEG
     GET /ws/video/{topic}          one binary message per frame (a JPEG); a non-image frame as a JSON text
-    GET /ws/stats                  a JSON text message every ``stats_interval`` seconds (status, graph, topics)
+    GET /ws/stats                  JSON text every ``stats_interval`` seconds (status, graph, topics)
 
 Size and quality: native size unless ``?width=N`` (8-8192 pixels, aspect kept) or ``?scale=F`` (0 < F <= 4);
 ``?quality=Q`` (1-100). Each viewer runs its own loop: "the newest frame newer than the one I sent". A slow
@@ -28,7 +28,7 @@ log = logging.getLogger("edgeflow.gateway")
 
 SOCKETS: web.AppKey[weakref.WeakSet] = web.AppKey("edgeflow_sockets", weakref.WeakSet)
 STATS_INTERVAL: web.AppKey[float] = web.AppKey("edgeflow_stats_interval", float)
-IDLE_CHECK = 2.0            # seconds a viewer waits for a frame before it checks that its client is still there
+IDLE_CHECK = 2.0            # seconds a viewer waits for a frame before it checks that its client is there
 MAX_WIDTH = 8192
 MAX_SCALE = 4.0
 
@@ -91,6 +91,8 @@ async def pump(hub: Hub, topic: Topic, variant: Variant, request: web.Request,
             continue
         try:
             encoded = await hub.encoded(topic, entry, variant)
+        except ConnectionAbortedError:                # the gateway is closing
+            return
         except (ValueError, OSError) as exc:          # a payload OpenCV cannot encode: skip it, keep serving
             _log_once(topic, f"gateway: {topic.name}: frame {entry.frame_id} not shown: {exc}")
             last = entry.seq
@@ -226,10 +228,16 @@ def add_routes(app: web.Application) -> None:
 
 
 async def close_sockets(app: web.Application) -> None:
-    """on_shutdown: tell every open WebSocket the gateway is going away."""
-    for ws in list(app[SOCKETS]):
+    """on_shutdown: tell every open WebSocket the gateway is going away (all at once, one second at most: a
+    client that stopped reading must not hold the shutdown)."""
+    closing = [asyncio.ensure_future(ws.close(code=1001, message=b"gateway closing")) for ws in app[SOCKETS]]
+    if not closing:
+        return
+    done, pending = await asyncio.wait(closing, timeout=1.0)
+    for task in pending:
+        task.cancel()
+    for task in (*done, *pending):
         try:
-            await asyncio.wait_for(ws.close(code=1001, message=b"gateway closing"), 1.0)
-        except (TimeoutError, ConnectionError):
+            await task
+        except (asyncio.CancelledError, ConnectionError):
             pass
-

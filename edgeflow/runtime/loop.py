@@ -14,7 +14,7 @@ import time
 import traceback
 from typing import Any
 
-from edgeflow.errors import HeldFramesError, NodeError
+from edgeflow.errors import ConfigError, HeldFramesError, NodeError
 from edgeflow.frame import Frame
 from edgeflow.nodes.base import EndOfStream
 from edgeflow.runtime.inputs import InputSet
@@ -25,6 +25,7 @@ from edgeflow.transport import shm
 STATS_PERIOD = 0.5           # seconds between statistics sent to the supervisor
 SERVICE_PERIOD = 0.01        # seconds between looks at the supervisor's messages and the routes
 DRAIN_TIMEOUT = 5.0          # a finishing node waits this long for DURABLE consumers to take its last frames
+CONFIG_EXIT = 2              # a node process's exit code for a configuration error: not restarted
 MAX_HELD = 8                 # frames a node may keep referenced past its hook before recv fails loudly
 
 log = logging.getLogger("edgeflow.runtime")
@@ -329,7 +330,11 @@ def node_main(job: NodeJob, conn) -> None:
     runner = NodeRunner(job, conn)
     signal.signal(signal.SIGTERM, runner.stop)
     signal.signal(signal.SIGINT, runner.stop)
-    runner.run()
+    try:
+        runner.run()
+    except ConfigError as exc:             # e.g. a port in use: restarting cannot help, so say it once
+        log.error("%s: %s", type(exc).__name__, exc)
+        raise SystemExit(CONFIG_EXIT) from None
 
 
 def _die_with_parent() -> None:

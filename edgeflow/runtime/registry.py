@@ -37,7 +37,8 @@ class Registry:
         self._client = redis.Redis.from_url(broker.url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.connected = False
+        self._where = broker.redacted()
+        self.connected: bool | None = None          # None until the first attempt
 
     def start(self) -> None:
         """Register now (if Redis answers) and keep the entry alive in the background."""
@@ -54,8 +55,9 @@ class Registry:
         try:
             self._client.set(self.key, json.dumps(self.entry), px=int(TTL_S * 1000))
         except Exception as exc:                        # redis errors of any kind: retried with back-off
-            if self.connected:
-                log.warning("%s: registry unreachable (%s); retrying", self.entry["node"], exc)
+            if self.connected is not False:             # the first failure, and the first after each recovery
+                log.warning("%s: registry at %s unreachable (%s); retrying with back-off",
+                            self.entry["node"], self._where, str(exc).splitlines()[0][:200])
             self.connected = False
             return False
         self.connected = True

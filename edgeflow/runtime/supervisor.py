@@ -21,7 +21,7 @@ import time
 from typing import Callable
 
 from edgeflow.runtime import metrics
-from edgeflow.runtime.loop import NodeJob, node_main
+from edgeflow.runtime.loop import CONFIG_EXIT, NodeJob, node_main
 from edgeflow.runtime.plan import groups_to_declare
 from edgeflow.transport import shm
 
@@ -205,6 +205,10 @@ class Supervisor:
             rep.state = "stopped"
         elif code == 0:
             rep.state = "finished"
+            self._tell_downstream_if_done(rep.job.spec.name)
+        elif code == CONFIG_EXIT:
+            rep.state = "failed"
+            self.echo(f"{rep.label}: stopped by a configuration error (see above); not restarted")
             self._tell_downstream_if_done(rep.job.spec.name)
         else:
             self._crashed(rep, code)

@@ -134,8 +134,8 @@
     node.querySelector(".topic").title = name;
     node.dataset.topic = name;
     node.dataset.frames = "0";
-    const card = { name, el: node, img: node.querySelector("img"), ws: null, url: null, frames: 0, info: null,
-                   backoff: 500 };
+    const card = { name, el: node, canvas: node.querySelector("canvas"), ws: null, frames: 0, info: null,
+                   backoff: 500, pending: null, decoding: false, bitmap: null };
     node.addEventListener("click", () => openViewer(name));
     node.addEventListener("keydown", (e) => { if (e.key === "Enter") openViewer(name); });
     $("cards").appendChild(node);
@@ -151,16 +151,9 @@
     card.ws = ws;
     ws.onmessage = (ev) => {
       if (typeof ev.data === "string") return;
-      const url = URL.createObjectURL(ev.data);
-      const old = card.url;
-      card.url = url;
-      card.img.src = url;
-      if (viewerTopic === card.name) $("viewer-img").src = url;
-      if (old) setTimeout(() => URL.revokeObjectURL(old), 1000);
-      card.frames += 1;
-      card.el.dataset.frames = String(card.frames);
-      card.el.querySelector(".overlay").hidden = true;
+      card.pending = ev.data;                 // newest only: a frame that arrives while one decodes replaces it
       card.backoff = 500;
+      if (!card.decoding) drawNext(card);
     };
     ws.onclose = () => {
       if (card.ws !== ws) return;
@@ -173,13 +166,41 @@
     };
   }
 
+  function drawNext(card) {
+    // decode off the main thread, then paint: the picture never blanks between frames
+    const blob = card.pending;
+    card.pending = null;
+    if (!blob) return;
+    card.decoding = true;
+    createImageBitmap(blob).then((bitmap) => {
+      if (card.bitmap) card.bitmap.close();
+      card.bitmap = bitmap;
+      paint(card.canvas, bitmap);
+      if (viewerTopic === card.name) paint($("viewer-canvas"), bitmap);
+      card.frames += 1;
+      card.el.dataset.frames = String(card.frames);
+      card.el.querySelector(".overlay").hidden = true;
+    }).catch(() => {}).finally(() => {
+      card.decoding = false;
+      if (card.pending) drawNext(card);
+    });
+  }
+
+  function paint(canvas, bitmap) {
+    if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+      canvas.width = bitmap.width;
+      canvas.height = bitmap.height;
+    }
+    canvas.getContext("2d").drawImage(bitmap, 0, 0);
+  }
+
   function closeVideo(card) {
     if (card.ws) { const ws = card.ws; card.ws = null; ws.close(); }
   }
 
   function showData(card, t) {
     const pre = card.el.querySelector("pre.data");
-    card.img.hidden = true;
+    card.canvas.hidden = true;
     pre.hidden = false;
     pre.textContent = JSON.stringify(t.value === undefined ? null : t.value, null, 1);
     card.el.querySelector(".overlay").hidden = t.frame_id !== null;
@@ -218,16 +239,15 @@
     viewerTopic = name;
     $("viewer-title").textContent = name;
     const isData = card.info && card.info.kind === "data";
-    $("viewer-img").hidden = isData;
+    $("viewer-canvas").hidden = isData;
     $("viewer-data").hidden = !isData;
-    if (card.url) $("viewer-img").src = card.url;
+    if (card.bitmap) paint($("viewer-canvas"), card.bitmap);
     $("viewer").hidden = false;
     updateViewerFacts();
   }
   function closeViewer() {
     viewerTopic = null;
     $("viewer").hidden = true;
-    $("viewer-img").removeAttribute("src");
   }
   function updateViewerFacts() {
     if (!viewerTopic) return;
@@ -243,7 +263,7 @@
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeViewer(); });
 
   // -- pipeline graph (inline SVG) --------------------------------------------------------------------------------
-  const NODE_W = 176, NODE_H = 58, COL = 330, ROW = 96, PAD = 24, LANE = 26;
+  const NODE_W = 176, NODE_H = 58, COL = 360, ROW = 96, PAD = 24, LANE = 40;
   const nodeEls = new Map();
   const edgeEls = new Map();
 
@@ -280,7 +300,7 @@
     }
     // links that jump over a column run in lanes above the nodes, so they never cross a node box
     const long = edges.filter((e) => (layer.get(e.target) || 0) - (layer.get(e.source) || 0) > 1);
-    const top = PAD + (long.length ? 10 + long.length * LANE : 0);
+    const top = PAD + (long.length ? 12 + long.length * LANE : 0);
     const tallest = Math.max(1, ...columns.map((c) => (c ? c.length : 0)));
     const pos = new Map();
     columns.forEach((col, l) => {
@@ -299,22 +319,22 @@
       const a = pos.get(e.source), b = pos.get(e.target);
       if (!a || !b) return;
       const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2, x2 = b.x - 4, y2 = b.y + NODE_H / 2;
-      let d, lx, ly;
+      let d, lx, ly, dy;
       const lane = long.indexOf(e);
       if (lane >= 0) {
         const y = top - 12 - lane * LANE;
         d = `M ${x1} ${y1} C ${x1 + 50} ${y1}, ${x1 + 20} ${y}, ${x1 + 80} ${y} L ${x2 - 80} ${y} ` +
             `C ${x2 - 20} ${y}, ${x2 - 50} ${y2}, ${x2} ${y2}`;
-        lx = (x1 + x2) / 2; ly = y;
+        lx = (x1 + x2) / 2; ly = y; dy = -20;          // both labels above the lane line
       } else {
         const mx = (x1 + x2) / 2;
         d = `M ${x1} ${y1} C ${mx} ${y1}, ${mx} ${y2}, ${x2} ${y2}`;
-        lx = mx; ly = (y1 + y2) / 2;
+        lx = mx; ly = (y1 + y2) / 2; dy = 14;
       }
       const g = svg("g", { class: "edge" });
       g.appendChild(svg("path", { d, "marker-end": "url(#arrow)" }));
       const label = svg("text", { x: lx, y: ly - 6, "text-anchor": "middle" }, "");
-      const drops = svg("text", { x: lx, y: ly + 14, "text-anchor": "middle", class: "drops" }, "");
+      const drops = svg("text", { x: lx, y: ly + dy, "text-anchor": "middle", class: "drops" }, "");
       g.appendChild(label);
       g.appendChild(drops);
       edgeLayer.appendChild(g);
