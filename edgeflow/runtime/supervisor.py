@@ -66,6 +66,7 @@ class Supervisor:
         self._stop_requested = False
         self._stopped = False
         self._started_at = 0.0
+        self._edge_marks: dict = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -262,7 +263,18 @@ class Supervisor:
         for edge in self.graph.edges:
             label = edge.source if edge.channel is None else f"{edge.source}.{edge.channel}"
             target = nodes[edge.target]
+            frames = target["edges_in"].get(label, 0)
             edges.append({"source": edge.source, "target": edge.target, "qos": edge.qos.name,
-                          "transport": "shm", "frames": target["edges_in"].get(label, 0),
+                          "transport": "shm", "frames": frames, "fps": self._edge_fps(edge, frames),
                           "drops": target["edge_drops"].get(label, 0)})
         return {"app": self.app, "nodes": nodes, "edges": edges}
+
+    def _edge_fps(self, edge, frames: int) -> float:
+        """Frames per second over an edge, from its frame count at least half a second apart."""
+        key, now = (edge.source, edge.target, edge.channel), time.monotonic()
+        mark_t, mark_n, fps = self._edge_marks.get(key, (now, frames, 0.0))
+        if now - mark_t >= 0.5:
+            fps = round((frames - mark_n) / (now - mark_t), 2)
+            mark_t, mark_n = now, frames
+        self._edge_marks[key] = (mark_t, mark_n, fps)
+        return fps
