@@ -4,10 +4,12 @@ Constructing a broker never connects, resolves a host name or imports the Redis 
 in every process that runs a node (and by ``edgeflow deploy``, which never talks to Redis), so the transport
 opens its connections later, in the process that needs them.
 
-    RedisBroker()                                   # REDIS_HOST / REDIS_PORT, else localhost:6379
+    RedisBroker()                                   # $REDIS_URL, or REDIS_HOST / REDIS_PORT (+ REDIS_PASSWORD),
+                                                    # else localhost:6379
     RedisBroker("rediss://:secret@redis.lan:6379/1")
     RedisBroker(host="redis", port=6379)
-    DualRedisBroker()                               # control as above; data DATA_REDIS_HOST / DATA_REDIS_PORT
+    DualRedisBroker()                               # control as above; data $DATA_REDIS_URL or DATA_REDIS_HOST /
+                                                    # DATA_REDIS_PORT
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class RedisBroker(_RedisBrokerBase):
             the URL from ``host``/``port`` or the environment.
         host: the Redis host; default ``$REDIS_HOST``, else ``localhost``.
         port: the Redis port; default ``$REDIS_PORT``, else 6379.
+        password: default ``$REDIS_PASSWORD``. With no argument at all, ``$REDIS_URL`` wins when set.
         password: for a URL built from ``host``/``port``.
         db: the database number for a URL built from ``host``/``port``.
 
@@ -139,6 +142,8 @@ class DualRedisBroker(_RedisBrokerBase):
         self.address = _parse(self.url, "DualRedisBroker")
         if data_url is not None and (data_host is not None or data_port is not None):
             raise ConfigError("DualRedisBroker: give either a data_url or data_host/data_port, not both")
+        if data_url is None and data_host is None and data_port is None and os.environ.get("DATA_REDIS_URL"):
+            data_url = os.environ["DATA_REDIS_URL"]
         if data_url is None:
             data_url = _build_url(
                 data_host or _env_host("DATA_REDIS_HOST", self.address.host),
@@ -172,7 +177,11 @@ def _control_url(what: str, url: str | None, host: str | None, port: Any, passwo
         if host is not None or port is not None or password is not None:
             raise ConfigError(f"{what}: give either a URL or host/port/password, not both")
         return url
+    if host is None and port is None and password is None and os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"]            # a whole URL from the environment (deploy sets it)
     port = _port(port, f"{what} port") if port is not None else _env_port("REDIS_PORT", DEFAULT_PORT)
+    if password is None:
+        password = os.environ.get("REDIS_PASSWORD") or None
     return _build_url(host or _env_host("REDIS_HOST", DEFAULT_HOST), port, password, db)
 
 

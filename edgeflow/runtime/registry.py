@@ -63,13 +63,14 @@ class Registry:
         self.connected = True
         return True
 
-    def peers(self) -> dict[tuple[str, int], dict]:
-        """Every registered node process: (node, replica) -> entry (empty when Redis is unreachable)."""
+    def peers(self) -> dict[tuple[str, int], dict] | None:
+        """Every registered node process: (node, replica) -> entry; None when Redis cannot be asked (so that
+        callers keep what they knew rather than take the outage for everyone leaving)."""
         try:
             keys = list(self._client.scan_iter(match=_key(self.app), count=500))
             values = self._client.mget(keys) if keys else []
         except Exception:
-            return {}
+            return None
         out = {}
         for raw in values:
             if raw:
@@ -98,7 +99,7 @@ def wait_for(registry: Registry, node: str, timeout: float) -> dict | None:
     """The first entry of ``node`` once it registered, or None after timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for (name, _), entry in registry.peers().items():
+        for (name, _), entry in (registry.peers() or {}).items():
             if name == node:
                 return entry
         time.sleep(0.1)

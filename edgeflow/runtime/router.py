@@ -26,6 +26,7 @@ from edgeflow.runtime.plan import group_name, output_topic
 from edgeflow.runtime.registry import Registry, host_of
 
 ROUTE_PERIOD = 1.0
+REMOTE_GRACE = 10.0         # seconds a remote route outlives its consumer's absence from the registry
 
 log = logging.getLogger("edgeflow.runtime")
 
@@ -62,6 +63,7 @@ class Router:
         self.tcp_senders: dict[str, object] = {}          # "host:port" -> TcpSender
         self.routes: dict[tuple[str, str], placement.Route] = {}
         self._next = 0.0
+        self._redis_seen = self._tcp_seen = 0.0
         entry = {"node": runner.name, "replica": runner.job.replica, "kind": self.node.kind, "pid": os.getpid(),
                  "version": _version(), "host": self.me.to_dict(), "gateway_tcp": None}
         if self.node.kind == "gateway":
@@ -106,6 +108,8 @@ class Router:
             return
         self._next = now + ROUTE_PERIOD
         peers = self.registry.peers()
+        if peers is None:          # the registry is unreachable: keep every route as it is until it answers
+            return
         if self.runner.inputs is not None:
             self._route_inputs(peers)
         if self.runner.output is not None:
@@ -113,6 +117,8 @@ class Router:
 
     def _note(self, source: str, target: str, route: placement.Route, qos: QoS) -> None:
         key = (source, target)
+        if route.transport == "pending" and key in self.routes:
+            return                 # briefly unregistered (a restart): the last known route stands
         if self.routes.get(key) != route:
             self.routes[key] = route
             self.registry.entry["routes"] = self.describe()     # published with the next heartbeat
@@ -138,7 +144,7 @@ class Router:
         self.runner.inputs.add(Input(plan.label, plan.source, sub))
 
     def _route_outputs(self, peers: dict) -> None:
-        redis_groups, gateways = [], set()
+        redis_groups, gateways, unknown = [], set(), False
         for edge in self.graph.outputs_of(self.node.name):
             target = self.graph.node(edge.target)
             for r in range(target.replicas):
@@ -147,14 +153,26 @@ class Router:
                                                broker_kind=self.broker_kind,
                                                gateway_tcp=entry and entry.get("gateway_tcp"))
                 self._note(self.node.name, target.name, route, edge.qos)
+                unknown |= route.transport == "pending"
                 if route.transport in ("redis", "dual-redis"):
                     redis_groups.append((group_name(target.name), edge.qos))
                 elif route.transport == "tcp":
                     gateways.add(entry["gateway_tcp"])
-        self._ensure_redis(redis_groups)
-        self._ensure_tcp(gateways)
+        now = time.monotonic()
+        if redis_groups:
+            self._redis_seen = now
+        # A consumer missing from the registry (restarting, or Redis itself restarted empty) is not gone:
+        # remote routes are kept for REMOTE_GRACE seconds, so frames held for it are never dropped.
+        keep = unknown or now - self._redis_seen < REMOTE_GRACE
+        self._ensure_redis(redis_groups, keep=keep)
+        if gateways:
+            self._tcp_seen = now
+        if gateways or not (unknown or now - self._tcp_seen < REMOTE_GRACE):
+            self._ensure_tcp(gateways)
 
-    def _ensure_redis(self, groups: list) -> None:
+    def _ensure_redis(self, groups: list, keep: bool = False) -> None:
+        if not groups and keep:
+            return
         if groups and self.redis_pub is None:
             from edgeflow.transport.redis import RedisPublisher
             durable = tuple(sorted({g for g, qos in groups if qos is QoS.DURABLE}))
@@ -182,7 +200,7 @@ class Router:
     def all_routes(self) -> dict[tuple[str, str], dict]:
         """Routes of every edge any registered node reported (the gateway's /api/graph in a distributed run)."""
         out = {}
-        for entry in self.registry.peers().values():
+        for entry in (self.registry.peers() or {}).values():
             for route in entry.get("routes") or ():
                 out[(route["source"], route["target"])] = route
         out.update({(r["source"], r["target"]): r for r in self.describe()})

@@ -1,8 +1,8 @@
-"""The TCP transport's wire format: message prefixes, headers and the raw payload encoding (pack and unpack).
+"""The TCP transport's wire format: message prefixes and headers, packed and unpacked.
 
-Every message is a 16-byte prefix, ``header_len`` header bytes, then ``payload_len`` payload bytes. All integers
-are little-endian. The prefix is the same for every kind of message, so a reader always knows how much to read
-(and can refuse an oversized message) before it reads it::
+Every message is a 16-byte prefix, ``header_len`` header bytes, then ``payload_len`` payload bytes. All
+integers are little-endian. The prefix is the same for every kind of message, so a reader always knows how
+much to read (and can refuse an oversized message) before it reads it::
 
     prefix  0  4  magic  b"EFTP"
             4  1  version (1)
@@ -21,6 +21,7 @@ are little-endian. The prefix is the same for every kind of message, so a reader
            22  2  meta_len (u16; JSON, at most MAX_META_BYTES)
            24  8*ndim  shape (u64 each)
             .  topic (UTF-8), codec name (ASCII), dtype code (ASCII), meta (JSON, UTF-8)
+            dtype codes and payloads are edgeflow.transport.codecs' (``dtype_code``, ``encode``/``decode``)
     FRAME payload: the array's bytes in C order (or the bytes), or the codec's output when a codec is named.
 
     SERVER_HELLO header: nonce (32 random bytes), flags (u8, bit 0: a token is required),
@@ -28,12 +29,12 @@ are little-endian. The prefix is the same for every kind of message, so a reader
     CLIENT_HELLO header: session (u64), mac_len (u8: 0 or 32), app_len (u8), mac, app (UTF-8)
     ACCEPT: no header.   REJECT header: the reason as ASCII (``oversized``, ``unauthenticated`` ...).
 
-This module is pure: bytes in, values out. Every malformed input raises ProtocolError (with a ``reason``).
+This module is pure: bytes in, values out. Every malformed input raises ProtocolError with a ``reason`` (the
+short name the server counts rejections under: ``bad_magic``, ``bad_version``, ``malformed``, ...).
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import hmac
 import json
@@ -45,6 +46,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from edgeflow.errors import FrameTooLarge, ProtocolError
+from edgeflow.transport import codecs
 
 MAGIC = b"EFTP"
 VERSION = 1
@@ -61,7 +63,7 @@ MAC_BYTES = 32                                   # HMAC-SHA256
 MAX_HEADER_BYTES = 0xFFFF
 MAX_META_BYTES = 32 * 1024                       #: JSON metadata limit per frame over TCP (shm allows 8 KiB)
 MAX_NDIM = 32
-MAX_DTYPE_BYTES = 4096
+MAX_DTYPE_BYTES = codecs.MAX_DTYPE_CODE
 AUTH_REQUIRED = 0x01
 KIND_BYTES, KIND_ARRAY = 0, 1
 AUTH_CONTEXT = b"edgeflow-tcp-auth/1\0"
@@ -84,7 +86,7 @@ def pack_prefix(kind: int, header_len: int, payload_len: int) -> bytes:
 
 
 def unpack_prefix(buf: Any, offset: int = 0) -> tuple[int, int, int]:
-    """(kind, header_len, payload_len) of the prefix at ``offset``; ProtocolError for a foreign or newer one."""
+    """(kind, header_len, payload_len) of the prefix at ``offset``; ProtocolError for a foreign one."""
     magic, version, kind, header_len, payload_len = PREFIX.unpack_from(buf, offset)
     if magic != MAGIC:
         raise protocol_error("bad_magic", f"not an EdgeFlow TCP stream (starts with {bytes(magic)!r})")
@@ -160,46 +162,6 @@ class FrameHeader(NamedTuple):
     meta: dict
 
 
-_dtype_codes: dict[np.dtype, bytes] = {}
-_dtypes: dict[bytes, np.dtype] = {}
-
-
-def dtype_code(dtype: np.dtype) -> bytes:
-    """A dtype as ASCII: ``dtype.str`` (``<f4``), or ``D:`` + its full description for structured ones."""
-    code = _dtype_codes.get(dtype)
-    if code is None:
-        if dtype.fields is None and dtype.subdtype is None:
-            code = dtype.str.encode()
-        else:            # structured or sub-array dtypes keep their full description, padding included
-            code = b"D:" + repr(np.lib.format.dtype_to_descr(dtype)).encode()
-        if len(code) > MAX_DTYPE_BYTES:
-            raise ValueError(f"dtype description of {len(code)} bytes; the limit is {MAX_DTYPE_BYTES}")
-        if len(_dtype_codes) < 1024:
-            _dtype_codes[dtype] = code
-    return code
-
-
-def dtype_of(code: bytes) -> np.dtype:
-    """The dtype of a code from the network; ProtocolError for anything that is not a plain data type."""
-    dtype = _dtypes.get(code)
-    if dtype is not None:
-        return dtype
-    try:
-        text = code.decode("ascii")
-        if text.startswith("D:"):
-            # literal_eval only builds literals (no names, no calls); the length was capped by the header
-            dtype = np.lib.format.descr_to_dtype(ast.literal_eval(text[2:]))
-        else:
-            dtype = np.dtype(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, UnicodeDecodeError) as exc:
-        raise protocol_error("malformed", f"bad dtype {code[:80]!r} ({type(exc).__name__})") from None
-    if dtype.hasobject:
-        raise protocol_error("malformed", f"dtype {dtype} holds Python objects")
-    if len(_dtypes) < 1024:
-        _dtypes[code] = dtype
-    return dtype
-
-
 def encode_meta(topic: str, meta: dict | None) -> bytes:
     """Meta as compact JSON; TypeError for something not JSON-able, FrameTooLarge past MAX_META_BYTES."""
     if not meta:
@@ -211,7 +173,8 @@ def encode_meta(topic: str, meta: dict | None) -> bytes:
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{topic}: meta must be a JSON-able dict ({exc})") from None
     if len(blob) > MAX_META_BYTES:
-        raise FrameTooLarge(f"{topic}: meta is {len(blob)} bytes as JSON, the limit over TCP is {MAX_META_BYTES}")
+        raise FrameTooLarge(f"{topic}: meta is {len(blob)} bytes as JSON, the limit over TCP is "
+                            f"{MAX_META_BYTES}")
     return blob
 
 
@@ -230,7 +193,8 @@ def parse_frame_header(header: Any, payload_len: int) -> FrameHeader:
         raise protocol_error("malformed", f"frame header of {len(header)} bytes")
     frame_id, ts, kind, ndim, topic_len, codec_len, dtype_len, meta_len = FRAME_FIXED.unpack_from(header)
     pos = FRAME_FIXED.size
-    if kind not in (KIND_BYTES, KIND_ARRAY) or ndim > MAX_NDIM or (kind == KIND_BYTES and (ndim or dtype_len)):
+    if (kind not in (KIND_BYTES, KIND_ARRAY) or ndim > MAX_NDIM
+            or (kind == KIND_BYTES and (ndim or dtype_len))):
         raise protocol_error("malformed", f"frame kind {kind} with {ndim} dimensions")
     if pos + 8 * ndim + topic_len + codec_len + dtype_len + meta_len != len(header):
         raise protocol_error("malformed", "frame header lengths do not add up")
@@ -242,15 +206,33 @@ def parse_frame_header(header: Any, payload_len: int) -> FrameHeader:
     pos += topic_len
     codec = _text(header, pos, codec_len, "codec")
     pos += codec_len
-    dtype = dtype_of(bytes(header[pos:pos + dtype_len])) if kind == KIND_ARRAY else None
+    dtype = _dtype(header, pos, dtype_len) if kind == KIND_ARRAY else None
     pos += dtype_len
     meta = _meta(header, pos, meta_len)
+    if codec and (codec not in codecs.CODECS or codec == "raw"):
+        raise protocol_error("malformed", f"{topic}: unknown codec {codec[:20]!r}")
     if kind == KIND_ARRAY and not codec:
         if max(shape, default=0) >= 1 << 48 or math.prod(shape) * dtype.itemsize != payload_len:
-            raise protocol_error("malformed", f"{topic}: payload of {payload_len} bytes for {dtype}{list(shape)}")
+            raise protocol_error("malformed",
+                                 f"{topic}: payload of {payload_len} bytes for {dtype}{list(shape)}")
     if not math.isfinite(ts):
         raise protocol_error("malformed", f"{topic}: timestamp {ts}")
     return FrameHeader(frame_id, ts, kind, tuple(shape), topic, codec, dtype, meta)
+
+
+def _dtype(buf: Any, pos: int, n: int) -> np.dtype:
+    try:
+        return codecs.dtype_from_code(_text(buf, pos, n, "dtype"))
+    except ProtocolError as exc:
+        raise protocol_error("malformed", str(exc)) from None
+
+
+def payload_header(header: FrameHeader, payload_len: int) -> dict:
+    """The codecs module's header for a FRAME's payload (what ``codecs.decode`` needs)."""
+    if header.kind == KIND_BYTES:
+        return {"kind": codecs.KIND_BYTES, "codec": header.codec or "raw", "size": payload_len}
+    return {"kind": codecs.KIND_ARRAY, "codec": header.codec or "raw",
+            "dtype": codecs.dtype_code(header.dtype), "shape": list(header.shape), "size": payload_len}
 
 
 def _text(buf: Any, pos: int, n: int, what: str) -> str:
@@ -270,19 +252,3 @@ def _meta(buf: Any, pos: int, n: int) -> dict:
     if not isinstance(meta, dict):
         raise protocol_error("malformed", "meta is not a JSON object")
     return meta
-
-
-# -- raw payloads -------------------------------------------------------------------------------------------
-# A private stand-in for the codecs module's raw encoding: the array's bytes in C order plus (dtype, shape).
-
-def raw_bytes_of(data: np.ndarray) -> np.ndarray:
-    """A C-contiguous uint8 view of an array's bytes (any dtype, 0-d included); no copy when contiguous."""
-    flat = np.ascontiguousarray(data).reshape(-1)
-    return flat.view(np.uint8) if flat.dtype.itemsize else np.empty(0, np.uint8)
-
-
-def array_from(buf: np.ndarray, dtype: np.dtype, shape: tuple) -> np.ndarray:
-    """A read-only array of ``dtype``/``shape`` over ``buf`` (uint8, exactly the right size); no copy."""
-    arr = np.ndarray(shape, dtype=dtype, buffer=buf) if dtype.itemsize else np.empty(shape, dtype)
-    arr.flags.writeable = False
-    return arr

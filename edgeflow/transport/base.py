@@ -1,8 +1,8 @@
 """What every transport implements: the Publisher and Subscriber protocols.
 
-A transport (``shm``, ``redis``, ``tcp``) offers a publisher that sends frames of one topic and a subscriber that
-receives them with a QoS. The router and ``tests/transport/test_contract.py`` rely only on what is written here,
-so a node runs unchanged whichever transport carries its edges.
+A transport (``shm``, ``redis``, ``tcp``) offers a publisher that sends frames of one topic and a subscriber
+that receives them with a QoS. The router and ``tests/transport/test_contract.py`` rely only on what is
+written here, so a node runs unchanged whichever transport carries its edges.
 
 Beyond the methods, a transport class may declare ``SUPPORTED_QOS`` (a frozenset of QoS) when it cannot offer
 every QoS (TCP is REALTIME only); asking it for another raises ConfigError. ``supported_qos()`` reads it.

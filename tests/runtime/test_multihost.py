@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("unshare"),
-                                reason="multi-host tests need root, iproute2 (ip netns) and unshare")
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("ip", "unshare", "nsenter")),
+    reason="multi-host tests need root, iproute2 (ip netns), unshare and nsenter")
 
 APP = textwrap.dedent('''
     import hashlib, json, os, sys, time
@@ -86,6 +87,7 @@ class Hosts:
         self.ns = {name: f"ef{tag}{name[:3]}" for name in names}
         self.ip = {name: f"{self.subnet}.{k + 1}" for k, name in enumerate(names)}
         self.procs: list[subprocess.Popen] = []
+        self.holders: dict[str, subprocess.Popen] = {}
 
     def create(self) -> None:
         sh("ip", "netns", "add", self.switch)
@@ -102,11 +104,22 @@ class Hosts:
             sh("ip", "netns", "exec", ns, "ip", "link", "set", a, "up")
             sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
 
+    def _holder(self, host: str) -> int:
+        """The pid of a process that keeps the host's IPC namespace and private /dev/shm; made on first use."""
+        if host not in self.holders:
+            inner = "mount -t tmpfs -o size=512m tmpfs /dev/shm && echo ready && exec sleep 3600"
+            proc = subprocess.Popen(["ip", "netns", "exec", self.ns[host], "unshare", "--ipc", "--mount",
+                                     "--propagation", "private", "sh", "-c", inner],
+                                    stdout=subprocess.PIPE, text=True)
+            assert proc.stdout.readline().strip() == "ready"
+            proc.stdout.close()
+            self.holders[host] = proc
+        return self.holders[host].pid
+
     def spawn(self, host: str, argv: list[str], env: dict, log: Path) -> subprocess.Popen:
-        """Run argv on a host: its network namespace, a new IPC namespace and a private /dev/shm."""
-        inner = "mount -t tmpfs -o size=512m tmpfs /dev/shm && exec \"$@\""
-        cmd = ["ip", "netns", "exec", self.ns[host], "unshare", "--ipc", "--mount", "--propagation", "private",
-               "sh", "-c", inner, "sh", *argv]
+        """Run argv on a host: its network namespace, its IPC namespace and its /dev/shm (shared by every
+        process of that host, as on a real machine)."""
+        cmd = ["nsenter", "--target", str(self._holder(host)), "--net", "--ipc", "--mount", "--", *argv]
         with log.open("w") as out:                  # the child keeps its own descriptor
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.procs.append(proc)
@@ -122,6 +135,9 @@ class Hosts:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for proc in self.holders.values():
+            proc.kill()
+            proc.wait()
         for ns in [*self.ns.values(), self.switch]:
             sh("ip", "netns", "del", ns, check=False)
 
@@ -183,3 +199,75 @@ def test_three_hosts_route_over_redis_and_tcp_and_deliver_bit_exact(hosts, tmp_p
     assert "detector -> logger: redis (other host: different IPC namespace), DURABLE" in routes["detector"]
     assert "detector -> gateway: tcp (other host: different IPC namespace; direct to the gateway at" \
         in routes["detector"]
+
+
+FAULT_APP = textwrap.dedent('''
+    import json, os
+    import numpy as np
+    from edgeflow import EdgeApp, ProducerNode, SinkNode, QoS, RedisBroker
+
+    app = EdgeApp("multihost-faults", broker=RedisBroker())
+    OUT = os.environ["MULTIHOST_OUT"]
+
+    @app.node(name="camera", fps=40)
+    class Camera(ProducerNode):
+        def setup(self):
+            self.i = 0
+        def produce(self):
+            self.i += 1
+            return np.full((64, 64), self.i % 256, np.uint8), {"i": self.i}
+
+    class Log(SinkNode):
+        def consume(self, data):
+            i = self.current_frame.meta["i"]
+            with open(os.path.join(OUT, self.name + ".jsonl"), "a") as f:
+                f.write(json.dumps({"i": i, "ok": bool((data == i % 256).all())}) + "\\n")
+
+    app.node(Log, name="local_log")
+    app.node(Log, name="remote_log")
+
+    if __name__ == "__main__":
+        app.link("camera").to("local_log", qos=QoS.DURABLE)
+        app.link("camera").to("remote_log", qos=QoS.DURABLE)
+        app.run()
+''')
+
+
+def test_redis_killed_and_restarted_empty_mid_run_loses_no_durable_frame(hosts, tmp_path):
+    (tmp_path / "main.py").write_text(FAULT_APP)
+    out = tmp_path / "out"
+    out.mkdir()
+    redis_port = 6391
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MULTIHOST_OUT": str(out), "REDIS_HOST": hosts.ip["infra"],
+           "REDIS_PORT": str(redis_port), "PYTHONUNBUFFERED": "1"}
+    redis_cmd = [shutil.which("redis-server"), "--port", str(redis_port), "--bind", hosts.ip["infra"],
+                 "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    redis = hosts.spawn("infra", redis_cmd, env, tmp_path / "redis.log")
+    main, frames = str(tmp_path / "main.py"), 400
+    logs = {node: tmp_path / f"{node}.log" for node in ("remote_log", "local_log", "camera")}
+    hosts.spawn("infra", [sys.executable, main, "--node", "remote_log"], env, logs["remote_log"])
+    hosts.spawn("camera", [sys.executable, main, "--node", "local_log"], env, logs["local_log"])
+    hosts.spawn("camera", [sys.executable, main, "--node", "camera", "--frames", str(frames)], env, logs["camera"])
+
+    def diagnose() -> str:
+        return "\n".join(f"--- {n}:\n" + p.read_text()[-1500:] for n, p in logs.items())
+
+    try:
+        wait_for(lambda: len(lines(out / "remote_log.jsonl")) >= 40, 60, "frames over Redis")
+        redis.kill()                                              # Redis dies: nothing of it survives
+        redis.wait()
+        at_kill = len(lines(out / "local_log.jsonl"))
+        wait_for(lambda: len(lines(out / "local_log.jsonl")) >= at_kill + 40, 30,
+                 "local frames while Redis is down")
+        hosts.spawn("infra", redis_cmd, env, tmp_path / "redis2.log")   # back, empty
+        # DURABLE across hosts: every frame from the first one published after the consumer registered
+        # (earlier frames had no remote consumer to go to) through the outage to the last one.
+        first = min(r["i"] for r in lines(out / "remote_log.jsonl"))
+        wait_for(lambda: {r["i"] for r in lines(out / "remote_log.jsonl")} >= set(range(first, frames + 1)), 90,
+                 "every frame at the remote DURABLE logger after Redis came back empty")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; node logs:\n{diagnose()}") from None
+    remote = lines(out / "remote_log.jsonl")
+    assert all(r["ok"] for r in remote)
+    local = [r["i"] for r in lines(out / "local_log.jsonl")]
+    assert local[:frames] == list(range(1, frames + 1)), "the local DURABLE edge never stopped"

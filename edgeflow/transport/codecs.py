@@ -1,0 +1,253 @@
+"""A frame's payload as bytes plus a small JSON-able header, and back: raw, jpeg, png or lz4.
+
+Transport-neutral (Redis and TCP both use it): ``encode`` turns an ndarray, bytes or a JSON-able dict/list
+into ``(header, payload)``, and ``decode(header, payload)`` gives the data back. Arrays travel raw by default:
+dtype and shape in the header, the array's own memory as the payload (no copy for a C-contiguous array). A
+codec is used only when a link asks for one:
+
+- ``jpeg`` / ``png``: uint8 images (H x W, H x W x 1, H x W x 3; png also H x W x 4), through OpenCV. jpeg is
+  lossy. Arrays of any other dtype or shape raise ``ValueError`` rather than being sent some other way.
+- ``lz4``: any payload, lossless; needs the ``lz4`` package (``ConfigError`` telling to install it otherwise).
+
+Bytes and JSON payloads are never image-encoded (``jpeg``/``png`` leave them raw); ``lz4`` compresses them
+too.
+
+    >>> header, payload = encode(np.zeros((2, 3), np.uint16))
+    >>> header
+    {'kind': 'array', 'codec': 'raw', 'dtype': '<u2', 'shape': [2, 3], 'size': 12}
+    >>> decode(header, bytes(payload)).shape
+    (2, 3)
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from typing import Any
+
+import numpy as np
+
+from edgeflow.errors import ConfigError, ProtocolError
+from edgeflow.frame import Frame
+
+__all__ = ["CODECS", "check_codec", "encode", "decode", "dtype_code", "dtype_from_code"]
+
+CODECS = ("raw", "jpeg", "png", "lz4")   #: codec names; None means raw
+KIND_ARRAY, KIND_BYTES, KIND_JSON = "array", "bytes", "json"
+JPEG_QUALITY = 90                         #: default jpeg quality (0-100)
+PNG_LEVEL = 1                             #: default png compression (0-9): fast, most of the gain
+MAX_DTYPE_CODE = 4096                     #: longest dtype description accepted from a peer
+_MAX_NDIM = 32                            # numpy's own limit
+
+_dtype_codes: dict[np.dtype, str] = {}
+_dtypes: dict[str, np.dtype] = {}
+
+
+def check_codec(codec: str | None) -> str:
+    """The codec's canonical name (``"raw"`` for None); ConfigError for an unknown one, or lz4 without lz4."""
+    if codec is None or codec == "raw":
+        return "raw"
+    if codec not in CODECS:
+        raise ConfigError(f"codec {codec!r}: expected one of {', '.join(CODECS)} or None")
+    if codec == "lz4":
+        _lz4()
+    elif codec in ("jpeg", "png"):
+        _cv2()
+    return codec
+
+
+def _lz4() -> Any:
+    try:
+        import lz4.frame
+    except ImportError as exc:
+        raise ConfigError("codec 'lz4' needs the lz4 package: pip install lz4 (or pick codec None, 'jpeg' or "
+                          "'png')") from exc
+    return lz4.frame
+
+
+def _cv2() -> Any:
+    try:
+        import cv2
+    except ImportError as exc:             # a base dependency, so only a broken install ends up here
+        raise ConfigError("codecs 'jpeg' and 'png' need OpenCV: pip install opencv-python") from exc
+    return cv2
+
+
+def dtype_code(dtype: np.dtype) -> str:
+    """A string that describes ``dtype`` exactly (byte order, structured fields and padding included)."""
+    code = _dtype_codes.get(dtype)
+    if code is None:
+        if dtype.fields is None and dtype.subdtype is None:
+            code = dtype.str
+        else:
+            code = "D:" + repr(np.lib.format.dtype_to_descr(dtype))
+        _dtype_codes[dtype] = code
+    return code
+
+
+def dtype_from_code(code: str) -> np.dtype:
+    """The dtype ``dtype_code`` described; ProtocolError when ``code`` is not one."""
+    dtype = _dtypes.get(code)
+    if dtype is None:
+        if not isinstance(code, str) or len(code) > MAX_DTYPE_CODE:
+            raise ProtocolError(f"bad dtype description {str(code)[:80]!r}")
+        try:
+            if code.startswith("D:"):
+                dtype = np.lib.format.descr_to_dtype(ast.literal_eval(code[2:]))
+            else:
+                dtype = np.dtype(code)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+            raise ProtocolError(f"bad dtype description {code[:80]!r}: {exc}") from None
+        if dtype.hasobject:
+            raise ProtocolError(f"dtype {code[:80]!r} holds Python objects")
+        if len(_dtypes) < 1024:
+            _dtypes[code] = dtype
+    return dtype
+
+
+def encode(data: Any, codec: str | None = None, *, quality: int | None = None) -> tuple[dict, Any]:
+    """``(header, payload)`` for a payload (or a Frame's ``data``).
+
+    Args:
+        data: an ndarray (any numeric, bool, string, datetime or structured dtype), bytes-like, a
+            JSON-able dict or list, or an ``edgeflow.frame.Frame`` (its data is encoded; frame_id, timestamp
+            and meta are the transport's business).
+        codec: None/"raw", "jpeg", "png" or "lz4".
+        quality: jpeg quality (0-100, default JPEG_QUALITY) or png compression level (0-9, default PNG_LEVEL).
+
+    Returns:
+        ``header``: a JSON-able dict ``{"kind", "codec", "size"}`` plus ``"dtype"`` and ``"shape"`` for
+        arrays, where ``size`` is ``len(payload)``. ``payload``: bytes-like (``bytes``, or a flat
+        ``memoryview`` of the array's own memory when raw: valid while the array is, and not to be modified
+        before it is sent).
+
+    Raises:
+        TypeError: a type that cannot be sent (object arrays, sets, ...), or a dict that is not JSON-able.
+        ValueError: jpeg/png asked for an array that is not a uint8 image of a supported shape.
+        ConfigError: an unknown codec, or lz4 without the lz4 package.
+    """
+    codec = check_codec(codec)
+    if isinstance(data, Frame):
+        data = data.data
+    if isinstance(data, np.ndarray):
+        return _encode_array(data, codec, quality)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        payload = data if isinstance(data, bytes) else _flat(memoryview(data))
+        kind = KIND_BYTES
+    elif isinstance(data, (dict, list)):
+        try:
+            payload = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"a {type(data).__name__} payload must be JSON-able ({exc})") from None
+        kind = KIND_JSON
+    else:
+        raise TypeError(f"cannot send {type(data).__name__}: send a numpy array, bytes, or a JSON-able dict")
+    if codec == "lz4":
+        payload = _lz4().compress(payload)
+    else:
+        codec = "raw"                          # images codecs leave bytes and JSON as they are
+    return {"kind": kind, "codec": codec, "size": len(payload)}, payload
+
+
+def _flat(view: memoryview) -> Any:
+    if view.ndim == 1 and view.format in ("B", "b", "c"):
+        return view
+    return view.cast("B") if view.c_contiguous else view.tobytes()
+
+
+def _encode_array(array: np.ndarray, codec: str, quality: int | None) -> tuple[dict, Any]:
+    if array.dtype.hasobject:
+        raise TypeError(f"arrays of Python objects (dtype {array.dtype}) cannot be sent; use a numeric "
+                        "dtype, bytes, or a dict")
+    header = {"kind": KIND_ARRAY, "codec": codec, "dtype": dtype_code(array.dtype),
+              "shape": list(array.shape)}
+    if codec in ("jpeg", "png"):
+        payload = _encode_image(array, codec, quality)
+    else:
+        if not array.flags.c_contiguous:
+            array = np.ascontiguousarray(array)     # one copy, in C order, for strided or Fortran arrays
+        payload = memoryview(array.reshape(-1).view(np.uint8)) if array.size else b""
+        if codec == "lz4":
+            payload = _lz4().compress(payload)
+    header["size"] = len(payload)
+    return header, payload
+
+
+def _encode_image(array: np.ndarray, codec: str, quality: int | None) -> bytes:
+    channels = 1 if array.ndim == 2 else (array.shape[2] if array.ndim == 3 else 0)
+    allowed = (1, 3) if codec == "jpeg" else (1, 3, 4)
+    if array.dtype != np.uint8 or channels not in allowed or 0 in array.shape:
+        shapes = "H x W, H x W x 1 or H x W x 3" + (" or H x W x 4" if codec == "png" else "")
+        raise ValueError(f"codec {codec!r} encodes uint8 images ({shapes}); got {array.dtype} "
+                         f"{list(array.shape)}: send it raw (codec None) or with 'lz4'")
+    cv2 = _cv2()
+    if codec == "jpeg":
+        params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY if quality is None else int(quality)]
+    else:
+        params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL if quality is None else int(quality)]
+    ok, buf = cv2.imencode("." + codec[:4], array, params)
+    if not ok:
+        raise ValueError(f"OpenCV could not {codec}-encode a {list(array.shape)} image")
+    return buf.tobytes()
+
+
+def decode(header: dict, payload: bytes | bytearray | memoryview) -> Any:
+    """The data ``encode`` was given (an ndarray, bytes, or a dict/list), from its header and payload.
+
+    Raw arrays view ``payload`` without copying (read-only when ``payload`` is bytes). jpeg gives back an
+    approximation of the image; every other codec the exact values.
+
+    Raises:
+        ProtocolError: a malformed header, a payload whose size does not match it, or data the codec
+            cannot read.
+        ConfigError: an lz4 payload and no lz4 package here.
+    """
+    if not isinstance(header, dict):
+        raise ProtocolError(f"payload header must be a dict, got {type(header).__name__}")
+    kind, codec, size = header.get("kind"), header.get("codec", "raw"), header.get("size")
+    if codec not in CODECS:
+        raise ProtocolError(f"unknown codec {codec!r} in a payload header")
+    if size is not None and size != len(payload):
+        raise ProtocolError(f"payload is {len(payload)} bytes, its header says {size}")
+    if kind == KIND_ARRAY:
+        return _decode_array(header, codec, payload)
+    if codec == "lz4":
+        payload = _decompress(payload)
+    if kind == KIND_BYTES:
+        return payload if isinstance(payload, bytes) else bytes(payload)
+    if kind == KIND_JSON:
+        try:
+            return json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"JSON payload does not parse: {exc}") from None
+    raise ProtocolError(f"unknown payload kind {kind!r}")
+
+
+def _decompress(payload: Any) -> bytes:
+    try:
+        return _lz4().decompress(payload)
+    except RuntimeError as exc:                # lz4.frame reports corrupt input as RuntimeError
+        raise ProtocolError(f"lz4 payload does not decompress: {exc}") from None
+
+
+def _decode_array(header: dict, codec: str, payload: Any) -> np.ndarray:
+    dtype = dtype_from_code(header.get("dtype"))
+    shape = header.get("shape")
+    if (not isinstance(shape, list) or len(shape) > _MAX_NDIM
+            or not all(type(n) is int and n >= 0 for n in shape)):
+        raise ProtocolError(f"bad array shape {shape!r} in a payload header")
+    shape = tuple(shape)
+    if codec in ("jpeg", "png"):
+        cv2 = _cv2()
+        image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None or image.size != int(np.prod(shape)) or dtype != np.uint8:
+            raise ProtocolError(f"{codec} payload does not decode to a uint8 image of shape {list(shape)}")
+        return image.reshape(shape)
+    if codec == "lz4":
+        payload = _decompress(payload)
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(payload) != expected:
+        raise ProtocolError(f"array payload is {len(payload)} bytes, {dtype} {list(shape)} needs {expected}")
+    if expected == 0:
+        return np.zeros(shape, dtype)
+    return np.frombuffer(payload, dtype=dtype).reshape(shape)
