@@ -8,8 +8,9 @@
 Importing this package imports click and nothing heavy of its own: ``edgeflow --help`` lists the commands
 from the table below without importing them, so it answers in the time Python and ``import edgeflow`` take.
 
-Errors: an ``EdgeFlowError`` becomes one line on stderr (``GraphError: link a -> b: ...``) and exit code 2 for a
-``ConfigError`` (bad flag, file or graph), 1 for anything else; ``edgeflow --debug ...`` adds the traceback.
+Errors: an ``EdgeFlowError`` becomes one line on stderr (``GraphError: link a -> b: ...``) and exit code 2
+for a ``ConfigError`` (bad flag, file or graph), 1 for anything else; ``edgeflow --debug ...`` adds the
+traceback.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Load a pipeline file the way ``python FILE`` runs it, and take the app it passes to ``app.run()``.
 
 The file runs as ``__main__`` (``runpy.run_path(FILE, run_name="__main__")``) with ``sys.argv`` set and its
-folder first on ``sys.path``, so ``if __name__ == "__main__":`` blocks, relative imports of sibling modules and
-node folders behave as under ``python FILE``. ``edgeflow.graph._run_hook`` intercepts ``app.run()``:
+folder first on ``sys.path``, so ``if __name__ == "__main__":`` blocks, imports of sibling modules and node
+folders behave as under ``python FILE``. ``edgeflow.graph._run_hook`` intercepts ``app.run()``:
 
 - ``load_app(FILE)`` stops the file at ``app.run()`` and returns the app (graph, deploy, clean);
 - ``run_file(FILE, argv, action)`` calls ``action(app, argv)`` in place of the run while the file is still
@@ -100,8 +100,8 @@ def load_app(file: str | os.PathLike, argv: list[str] | None = None) -> Any:
 def run_file(file: str | os.PathLike, argv: list[str], action: Callable[[Any, list[str]], Any]) -> Any:
     """Run FILE as ``python FILE argv...`` would, with ``app.run(args)`` replaced by ``action(app, args)``.
 
-    ``args`` is what the file passed to ``app.run()``, or ``argv`` when it passed nothing. The file goes on after
-    ``app.run()`` returns, as it would under ``python FILE``; ``SystemExit`` passes through.
+    ``args`` is what the file passed to ``app.run()``, or ``argv`` when it passed nothing. The file goes on
+    after ``app.run()`` returns, as it would under ``python FILE``; ``SystemExit`` passes through.
 
     Returns:
         What the action returned (None if the file never called ``app.run()``).

@@ -18,7 +18,8 @@ from edgeflow.cli import is_debug
                                  "help_option_names": ["-h", "--help"]})
 @click.argument("file", type=click.Path(dir_okay=True, path_type=str))
 @click.option("--node", metavar="NAME", help="Run only this node (as in the app; an unknown name exits 2).")
-@click.option("--replica", type=click.IntRange(min=0), metavar="I", help="Which replica of --node (default 0).")
+@click.option("--replica", type=click.IntRange(min=0), metavar="I",
+              help="Which replica of --node (default 0).")
 @click.option("--frames", type=click.IntRange(min=1), metavar="N", help="Each producer stops after N frames.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Stop after S seconds.")
