@@ -10,6 +10,7 @@ every QoS (TCP is REALTIME only); asking it for another raises ConfigError. ``su
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Protocol, runtime_checkable
 
 from edgeflow.frame import Frame
@@ -92,3 +93,24 @@ class Subscriber(Protocol):
 def supported_qos(transport: Any) -> frozenset:
     """The QoS a publisher or subscriber (class or instance) offers: its ``SUPPORTED_QOS``, else every QoS."""
     return frozenset(getattr(transport, "SUPPORTED_QOS", frozenset(QoS)))
+
+
+class OwnedResource:
+    """Ownership boilerplate of a transport endpoint: ``with`` support and a ResourceWarning safety net.
+
+    A subclass sets ``self._closed = False`` once it holds its resource and implements an idempotent
+    ``close()``; garbage collection of an unclosed one warns and closes it.
+    """
+
+    _closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+            self.close()

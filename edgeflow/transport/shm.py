@@ -14,7 +14,6 @@ import math
 import os
 import re
 import time
-import warnings
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from edgeflow._fast import ring as _ring
 from edgeflow.errors import (ClosedResourceError, ConfigError, FrameTooLarge, ReceiveTimeout, WriterGone)
 from edgeflow.frame import Frame
 from edgeflow.qos import QoS
+from edgeflow.transport.base import OwnedResource
 
 __all__ = ["Publisher", "Subscriber", "Loan", "PublisherStats", "SubscriberStats", "ring_name",
            "declare_group", "remove_topic", "sweep_app", "live_writers", "wait_any", "MAX_META_BYTES", "DEFAULT_APP",
@@ -171,7 +171,7 @@ class Loan:
             self.abort()
 
 
-class Publisher:
+class Publisher(OwnedResource):
     """The one writer of a topic's shared-memory ring.
 
     Args:
@@ -298,22 +298,11 @@ class Publisher:
             self._closed = True
             self._writer.abandon()
 
-    def __enter__(self) -> "Publisher":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
-            self.close()
-
     def __repr__(self) -> str:
         return f"<Publisher {self.name}{' closed' if self._closed else ''}>"
 
 
-class Subscriber:
+class Subscriber(OwnedResource):
     """A reader of a topic's shared-memory ring. It may start before its Publisher (it waits for frames).
 
     Args:
@@ -453,17 +442,6 @@ class Subscriber:
         if not self._closed:
             self._closed = True
             self._reader.close()
-
-    def __enter__(self) -> "Subscriber":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
-            self.close()
 
     def __repr__(self) -> str:
         return f"<Subscriber {self.name} {self.qos.name}{' closed' if self._closed else ''}>"
