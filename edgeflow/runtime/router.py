@@ -24,6 +24,7 @@ from edgeflow.qos import QoS
 from edgeflow.runtime.inputs import Input
 from edgeflow.runtime.plan import group_name, output_topic
 from edgeflow.runtime.registry import Registry, host_of
+from edgeflow.transport import shm
 
 ROUTE_PERIOD = 1.0
 REMOTE_GRACE = 10.0         # seconds a remote route outlives its consumer's absence from the registry
@@ -129,9 +130,12 @@ class Router:
         for plan in self.runner.job.plan.inputs:
             src = self.graph.node(plan.source)
             for r, topic in enumerate(plan.topics):
-                route = placement.choose_route(host_of(peers.get((src.name, r))), self.me,
-                                               target_kind=self.node.kind, broker_kind=self.broker_kind,
-                                               gateway_tcp=self.gateway_tcp)
+                entry = peers.get((src.name, r))
+                route = placement.choose_route(host_of(entry), self.me, target_kind=self.node.kind,
+                                               broker_kind=self.broker_kind, gateway_tcp=self.gateway_tcp)
+                if route.transport == "shm" and shm.writer_status(topic, app=self.graph.app) != "running":
+                    # same identity, yet the ring is not visible here (e.g. a private /dev/shm): the network
+                    route = placement.Route(self.broker_kind, "same host identity, but its ring cannot be attached")
                 self._note(src.name, self.node.name, route, plan.qos)
                 if route.transport in ("redis", "dual-redis") and topic not in self.redis_inputs:
                     self._subscribe_redis(plan, topic)
@@ -152,6 +156,8 @@ class Router:
                 route = placement.choose_route(self.me, host_of(entry), target_kind=target.kind,
                                                broker_kind=self.broker_kind,
                                                gateway_tcp=entry and entry.get("gateway_tcp"))
+                if route.transport == "shm" and self._reads_over_network(entry, target.name):
+                    route = placement.Route(self.broker_kind, "the consumer cannot attach this ring")
                 self._note(self.node.name, target.name, route, edge.qos)
                 unknown |= route.transport == "pending"
                 if route.transport in ("redis", "dual-redis"):
@@ -169,6 +175,11 @@ class Router:
             self._tcp_seen = now
         if gateways or not (unknown or now - self._tcp_seen < REMOTE_GRACE):
             self._ensure_tcp(gateways)
+
+    def _reads_over_network(self, entry: dict | None, target: str) -> bool:
+        """The consumer said (in its registry entry) that it reads this edge over Redis."""
+        return any(r["source"] == self.node.name and r["target"] == target
+                   and r["transport"] in ("redis", "dual-redis") for r in (entry or {}).get("routes") or ())
 
     def _ensure_redis(self, groups: list, keep: bool = False) -> None:
         if not groups and keep:

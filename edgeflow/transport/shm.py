@@ -25,7 +25,7 @@ from edgeflow.qos import QoS
 from edgeflow.transport.base import OwnedResource
 
 __all__ = ["Publisher", "Subscriber", "Loan", "PublisherStats", "SubscriberStats", "ring_name",
-           "declare_group", "remove_topic", "sweep_app", "live_writers", "wait_any", "MAX_META_BYTES", "DEFAULT_APP",
+           "declare_group", "remove_topic", "sweep_app", "live_writers", "writer_status", "wait_any", "MAX_META_BYTES", "DEFAULT_APP",
            "DEFAULT_MAX_LAG"]
 
 MAX_META_BYTES = _ring.MAX_META          #: JSON metadata limit per frame (bytes, after encoding)
@@ -472,6 +472,12 @@ def sweep_app(app: str) -> list[str]:
         if name.startswith(prefix) and _ring.unlink_segment(name):
             removed.append(name)
     return removed
+
+
+def writer_status(topic: str, *, app: str | None = None) -> str:
+    """The state of a topic's ring as seen from this process, without attaching: 'absent' (no such ring
+    here), 'none' (no publisher yet), 'running', 'closed' or 'dead'."""
+    return _ring.writer_of(ring_name(app, topic))[0]
 
 
 def live_writers(app: str) -> list[tuple[str, int]]:

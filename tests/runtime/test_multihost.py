@@ -66,7 +66,7 @@ APP = textwrap.dedent('''
             self.add_interface(Tap())
 
     if __name__ == "__main__":
-        app.link("camera").to("detector")
+        app.link("camera").to("detector", qos=QoS.DURABLE)      # every frame reaches the logger
         app.link("detector").to("logger", qos=QoS.DURABLE)
         app.link("detector").to("gateway")
         app.run()
@@ -195,7 +195,7 @@ def test_three_hosts_route_over_redis_and_tcp_and_deliver_bit_exact(hosts, tmp_p
     wait_for(lambda: len(lines(out / "gateway.jsonl")) >= 10, 30, "frames at the gateway over TCP")
 
     routes = {node: logs[node].read_text() for node in logs}
-    assert "camera -> detector: redis (other host: different IPC namespace), REALTIME" in routes["camera"]
+    assert "camera -> detector: redis (other host: different IPC namespace), DURABLE" in routes["camera"]
     assert "detector -> logger: redis (other host: different IPC namespace), DURABLE" in routes["detector"]
     assert "detector -> gateway: tcp (other host: different IPC namespace; direct to the gateway at" \
         in routes["detector"]
