@@ -38,6 +38,7 @@ cdef class RingWriter:
     cdef double next_housekeeping
     cdef int loan_slot
     cdef bint closed
+    cdef bint cancelled
     cdef readonly uint64_t backpressure_waits
     cdef readonly uint64_t generations_made
     cdef int _choose_slot(self, uint64_t protect) except -2

@@ -15,6 +15,7 @@ This module knows segments, slots, sequence numbers and bytes; nothing of topics
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBUF_FORMAT
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t, int64_t
 from libc.limits cimport INT_MAX
 
@@ -656,6 +657,11 @@ cdef class RingWriter:
                 raise BackpressureTimeout(f"{self._lag_report()}; waited {self.backpressure_timeout:g} s")
             with nogil:
                 _futex_wait(&c.consumed_futex, seen, min(remaining, 0.05))
+            PyErr_CheckSignals()                         # let a Ctrl-C / SIGTERM handler run while we wait
+            if self.cancelled:
+                ef_store32_rel(&c.writer_waiting, 0)
+                self.cancelled = False
+                raise BackpressureTimeout(f"{self.name}: publish cancelled while waiting for a durable reader")
             if _mono() >= next_reclaim:                   # a dead reader must not wedge us
                 self.reclaim_dead()
                 next_reclaim = _mono() + 0.2
@@ -847,6 +853,10 @@ cdef class RingWriter:
             with nogil:
                 _futex_wait(&c.consumed_futex, seen, min(deadline - _mono(), 0.05))
             self.reclaim_dead()
+
+    def cancel_wait(self):
+        """Make a publish that is waiting on back-pressure give up now (BackpressureTimeout); signal-safe."""
+        self.cancelled = True
 
     def abandon(self):
         """Let go of the ring as a crashed writer would: readers see the writer dead (not closed) and wait for a

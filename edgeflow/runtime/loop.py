@@ -78,8 +78,11 @@ class NodeRunner:
         self.router = None                     # routes edges across hosts in a distributed run
 
     def stop(self, *_: object) -> None:
-        """Ask the loop to finish after the current hook (signal-safe)."""
+        """Ask the loop to finish after the current hook (signal-safe); a publish stuck on back-pressure
+        gives up at once."""
         self.stopping.set()
+        if self.output is not None:
+            self.output.publisher.cancel_wait()
 
     def run(self) -> int:
         """Open rings, run the node's hooks, close everything; 0 when the stream ended or we were stopped."""
@@ -92,6 +95,11 @@ class NodeRunner:
             self._start_servers(node)
             self._loop(node)
             failed = False
+            return 0
+        except Exception:
+            if not self.stopping.is_set():
+                raise
+            failed = False            # interrupted while stopping (e.g. a cancelled back-pressure wait): clean
             return 0
         finally:
             try:

@@ -95,21 +95,16 @@ def redact(url: str) -> str:
     return RedisBroker(url).redacted()
 
 
-BLOB_READ_SIZE = 256 * 1024              # socket reads of a client that fetches payloads: 4x fewer recv calls
-
-
-def client(url: str, *, name: str, socket_timeout: float, aio: bool = False, blobs: bool = False) -> Any:
+def client(url: str, *, name: str, socket_timeout: float, aio: bool = False) -> Any:
     """A Redis client that never retries on its own: the transport decides (back-off, spool, drop).
 
-    RESP2 replies, raw bytes (payloads are binary), a client name that says who it is in CLIENT LIST. A client
-    that reads payloads (``blobs``) reads the socket in larger pieces.
+    RESP2 replies, raw bytes (payloads are binary), a client name that says who it is in CLIENT LIST.
     """
     module = redis.asyncio if aio else redis
     retry = (redis.asyncio.retry.Retry if aio else redis.retry.Retry)(NoBackoff(), 0)
-    extra = {"socket_read_size": BLOB_READ_SIZE} if blobs else {}
     return module.Redis.from_url(url, socket_timeout=socket_timeout,
                                  socket_connect_timeout=min(2.0, socket_timeout), retry=retry, protocol=2,
-                                 health_check_interval=0, client_name=name, **extra)
+                                 health_check_interval=0, client_name=name)
 
 
 def cmd(name: str, *args: Any, **kwargs: Any) -> tuple:

@@ -132,10 +132,9 @@ class RedisSubscriber:
         self._urls = (self.broker.url, data_url(self.broker))
         self._socket_timeout = float(socket_timeout)
         name = f"edgeflow:{self.app}:sub:{self.topic}"
-        self._clients = [client(self.broker.url, name=name, socket_timeout=socket_timeout,
-                                blobs=self._urls[1] is None)]
+        self._clients = [client(self.broker.url, name=name, socket_timeout=socket_timeout)]
         if self._urls[1] is not None:
-            self._clients.append(client(self._urls[1], name=name, socket_timeout=socket_timeout, blobs=True))
+            self._clients.append(client(self._urls[1], name=name, socket_timeout=socket_timeout))
         self._aclients: list | None = None
         self._aloop: Any = None
         self._keeper: Any = None
@@ -442,8 +441,7 @@ class RedisSubscriber:
         loop = asyncio.get_running_loop()
         if self._aclients is None or self._aloop is not loop:
             name = f"edgeflow:{self.app}:asub:{self.topic}"
-            clients = [client(u, name=name, socket_timeout=self._socket_timeout, aio=True,
-                              blobs=u == self._urls[1] or self._urls[1] is None)
+            clients = [client(u, name=name, socket_timeout=self._socket_timeout, aio=True)
                        for u in self._urls if u is not None]
             self._aclients, self._aloop = clients, loop
             self._keeper = _keeper(clients)

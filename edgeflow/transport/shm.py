@@ -268,6 +268,12 @@ class Publisher(OwnedResource):
         """True after close()."""
         return self._closed
 
+    def cancel_wait(self) -> None:
+        """Make a publish blocked on a lagging DURABLE subscriber give up now with BackpressureTimeout (safe to
+        call from a signal handler: how a stopping node gets out of back-pressure at once)."""
+        if not self._closed:
+            self._writer.cancel_wait()
+
     def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until every DURABLE group has received every frame; True if it has."""
         return self._writer_or_raise().drain(timeout)
