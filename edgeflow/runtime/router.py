@@ -115,6 +115,7 @@ class Router:
             self._route_inputs(peers)
         if self.runner.output is not None:
             self._route_outputs(peers)
+        self.runner.metrics.extra["routes"] = self.describe()      # routes are part of the node's statistics
 
     def _note(self, source: str, target: str, route: placement.Route, qos: QoS) -> None:
         key = (source, target)
