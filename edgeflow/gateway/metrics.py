@@ -100,6 +100,12 @@ def node_families(stats: dict) -> Iterable[Metric]:
     processing = _summary("edgeflow_node_processing_seconds", "Time in the node's hook per frame.")
     latency = _summary("edgeflow_node_latency_seconds",
                        "End-to-end latency: capture timestamp to the node's output sent (or consumed).")
+    # fusion nodes: each input's clock offset (arrival minus capture stamp, windowed minimum) and silence
+    offset = GaugeMetricFamily("edgeflow_fusion_clock_offset_seconds",
+                               "Per fusion input: windowed minimum of arrival time minus capture stamp.",
+                               labels=["node", "input"])
+    silent = GaugeMetricFamily("edgeflow_fusion_input_silent", "1 for a fusion input that went silent.",
+                               labels=["node", "input"])
     for name, node in (stats.get("nodes") or {}).items():
         for key, family in counters.items():
             family.add_metric([name], node.get(key) or 0)
@@ -113,7 +119,13 @@ def node_families(stats: dict) -> Iterable[Metric]:
             drops.add_metric([name, str(reason)], n)
         _add_summary(processing, {"node": name}, node.get("processing_ms"))
         _add_summary(latency, {"node": name}, node.get("latency_ms"))
-    return [*counters.values(), fps, replicas, drops, processing, latency]
+        extra = node.get("extra") or {}
+        for label, ms in sorted((extra.get("clock_offset_ms") or {}).items()):
+            if ms is not None:
+                offset.add_metric([name, label], ms / 1e3)
+        for label in extra.get("silent_inputs") or ():
+            silent.add_metric([name, label], 1)
+    return [*counters.values(), fps, replicas, drops, processing, latency, offset, silent]
 
 
 def edge_families(stats: dict, graph: dict) -> Iterable[Metric]:
