@@ -4,7 +4,6 @@ and asyncio alike), and small checks."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import socket
@@ -18,9 +17,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from edgeflow.comms.brokers import DualRedisBroker, RedisBroker
-from edgeflow.errors import BrokenResourceError, ConfigError, FrameTooLarge
+from edgeflow.errors import BrokenResourceError, ConfigError
 from edgeflow.qos import QoS
 from edgeflow.transport._redis_lua import CREATE_GROUP_SCRIPT, TAKE_SCRIPT, Script
+from edgeflow.transport import codecs
 from edgeflow.transport.backoff import Backoff
 
 DEFAULT_APP = "default"
@@ -161,15 +161,7 @@ async def arun_one(client: Any, command: tuple) -> Any:
 
 def meta_json(topic: str, meta: dict | None) -> bytes:
     """Compact JSON of a frame's meta (b"" when empty); TypeError / FrameTooLarge naming the topic."""
-    if not meta:
-        return b""
-    try:
-        blob = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{topic}: meta must be a JSON-able dict ({exc})") from None
-    if len(blob) > MAX_META_BYTES:
-        raise FrameTooLarge(f"{topic}: meta is {len(blob)} bytes as JSON, the limit is {MAX_META_BYTES}")
-    return blob
+    return codecs.encode_meta(topic, meta, MAX_META_BYTES)
 
 
 def check_positive(topic: str, **values: Any) -> None:

@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from edgeflow.errors import FrameTooLarge, ProtocolError
+from edgeflow.errors import ProtocolError
 from edgeflow.transport import codecs
 
 MAGIC = b"EFTP"
@@ -164,18 +164,7 @@ class FrameHeader(NamedTuple):
 
 def encode_meta(topic: str, meta: dict | None) -> bytes:
     """Meta as compact JSON; TypeError for something not JSON-able, FrameTooLarge past MAX_META_BYTES."""
-    if not meta:
-        return b""
-    if not isinstance(meta, dict):
-        raise TypeError(f"{topic}: meta must be a dict, not {type(meta).__name__}")
-    try:
-        blob = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{topic}: meta must be a JSON-able dict ({exc})") from None
-    if len(blob) > MAX_META_BYTES:
-        raise FrameTooLarge(f"{topic}: meta is {len(blob)} bytes as JSON, the limit over TCP is "
-                            f"{MAX_META_BYTES}")
-    return blob
+    return codecs.encode_meta(topic, meta, MAX_META_BYTES, " over TCP")
 
 
 def frame_header(frame_id: int, timestamp: float, kind: int, shape: tuple, topic_b: bytes, codec_b: bytes,

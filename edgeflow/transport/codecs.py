@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from edgeflow.errors import ConfigError, ProtocolError
+from edgeflow.errors import ConfigError, FrameTooLarge, ProtocolError
 from edgeflow.frame import Frame
 
-__all__ = ["CODECS", "check_codec", "encode", "decode", "dtype_code", "dtype_from_code"]
+__all__ = ["CODECS", "check_codec", "encode", "decode", "dtype_code", "dtype_from_code", "encode_meta"]
 
 CODECS = ("raw", "jpeg", "png", "lz4")   #: codec names; None means raw
 KIND_ARRAY, KIND_BYTES, KIND_JSON = "array", "bytes", "json"
@@ -251,3 +251,22 @@ def _decode_array(header: dict, codec: str, payload: Any) -> np.ndarray:
     if expected == 0:
         return np.zeros(shape, dtype)
     return np.frombuffer(payload, dtype=dtype).reshape(shape)
+
+
+def encode_meta(topic: str, meta: dict | None, limit: int, where: str = "") -> bytes:
+    """A frame's meta as compact JSON (b"" when empty), the same on every transport.
+
+    Raises TypeError (naming the topic) for a meta that is not a JSON-able dict, and FrameTooLarge past
+    ``limit`` bytes (``where`` names the transport whose limit it is).
+    """
+    if not meta:
+        return b""
+    if not isinstance(meta, dict):
+        raise TypeError(f"{topic}: meta must be a dict, not {type(meta).__name__}")
+    try:
+        blob = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{topic}: meta must be a JSON-able dict ({exc})") from None
+    if len(blob) > limit:
+        raise FrameTooLarge(f"{topic}: meta is {len(blob)} bytes as JSON, the limit{where} is {limit}")
+    return blob

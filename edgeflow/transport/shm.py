@@ -22,6 +22,7 @@ from edgeflow._fast import ring as _ring
 from edgeflow.errors import (ClosedResourceError, ConfigError, FrameTooLarge, ReceiveTimeout, WriterGone)
 from edgeflow.frame import Frame
 from edgeflow.qos import QoS
+from edgeflow.transport import codecs
 from edgeflow.transport.base import OwnedResource
 
 __all__ = ["Publisher", "Subscriber", "Loan", "PublisherStats", "SubscriberStats", "ring_name",
@@ -78,15 +79,7 @@ def _dtype_of(code: bytes) -> np.dtype:
 
 
 def _encode_meta(topic: str, meta: dict | None) -> bytes:
-    if not meta:
-        return b""
-    try:
-        blob = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{topic}: meta must be a JSON-able dict ({exc})") from None
-    if len(blob) > MAX_META_BYTES:
-        raise FrameTooLarge(f"{topic}: meta is {len(blob)} bytes as JSON, the limit is {MAX_META_BYTES}")
-    return blob
+    return codecs.encode_meta(topic, meta, MAX_META_BYTES)
 
 
 def _check_array(topic: str, dtype: np.dtype, ndim: int) -> None:
