@@ -2,7 +2,7 @@
 
     python examples/people_detector/main.py [SOURCE] [--frames N] [--detect-width PX] [--fps F]
 
-SOURCE is a video file or a camera index (default: shared/data/vtest.avi beside the checkout).
+SOURCE is a video file or a camera index (default: examples/data/vtest.avi, 19 s of a street, in the repository).
 
 video --DURABLE--> detector (2 replicas) --REALTIME--> gateway
                                         --DURABLE----> counter
@@ -16,7 +16,7 @@ import numpy as np
 from edgeflow import ConsumerNode, EdgeApp, EndOfStream, GatewayNode, ProducerNode, QoS, SinkNode
 from edgeflow.nodes.gateway.interfaces.web import WebInterface
 
-DEFAULT_VIDEO = Path(__file__).resolve().parents[3] / "shared" / "data" / "vtest.avi"
+DEFAULT_VIDEO = Path(__file__).resolve().parents[1] / "data" / "vtest.avi"
 
 
 def open_capture(source: str) -> cv2.VideoCapture:
