@@ -20,7 +20,9 @@ class Frame:
         timestamp: capture time in seconds since the epoch (float), kept through the whole pipeline.
         meta: a small JSON-able dict.
         topic: the topic it was received from, or None.
-        data: a numpy array (read-only and zero-copy when it came from shared memory) or bytes.
+        data: a numpy array (read-only and zero-copy when it came from shared memory), bytes, or a message: a
+            dict or list of JSON-able values with numpy arrays nested in it (its arrays read-only, zero-copy
+            views when it came from shared memory; see edgeflow.transport.message).
 
     A received frame pins its shared-memory slot while ``data``, or any array derived from it, is alive.
     ``release()`` (or leaving a ``with`` block) drops the frame's own hold; arrays you derived stay valid and keep
@@ -60,9 +62,15 @@ class Frame:
         self._data = _RELEASED
 
     def copy(self) -> "Frame":
-        """A new Frame that owns a writable copy of the data and pins nothing."""
+        """A new Frame that owns a writable copy of the data and pins nothing (a message is copied deeply)."""
         data = self.data
-        owned = data.copy() if isinstance(data, np.ndarray) else bytes(data)
+        if isinstance(data, np.ndarray):
+            owned = data.copy()
+        elif isinstance(data, (dict, list)):
+            from edgeflow.transport.message import copy_message     # here: transport imports this module
+            owned = copy_message(data)
+        else:
+            owned = bytes(data)
         return Frame(owned, frame_id=self.frame_id, timestamp=self.timestamp,
                      meta=dict(self.meta), topic=self.topic)
 

@@ -26,7 +26,7 @@ from edgeflow.transport.backoff import Backoff
 DEFAULT_APP = "default"
 DEFAULT_MAX_LAG = 2                      # BALANCED: frames waiting beyond which a subscriber skips ahead
 DEFAULT_BACKOFF = Backoff(initial=0.05, maximum=2.0, factor=2.0, jitter=0.2)
-MAX_META_BYTES = 64 * 1024               # JSON metadata limit per frame
+MAX_META_BYTES = codecs.MAX_META_BYTES   # JSON metadata limit per frame: every transport's (8 KiB)
 MAX_PAYLOAD_BYTES = 512 * 1024 * 1024    # Redis' own limit for one string (proto-max-bulk-len default)
 MiB = 1024 * 1024
 PRIVATE_GROUP_PREFIX = "private."        # DURABLE subscriber without group=: a consumer group of its own

@@ -155,7 +155,8 @@ class RedisPublisher:
     # -- publishing ---------------------------------------------------------------------------------------
 
     def publish(self, data: Any, timestamp: float | None = None, meta: dict | None = None) -> int:
-        """Publish ``data`` (ndarray, bytes-like, JSON-able dict, or Frame); returns its frame_id.
+        """Publish ``data`` (ndarray, bytes-like, a dict/list message with arrays nested, or Frame); returns its
+        frame_id.
 
         ``timestamp`` is the capture time in seconds (default: now, or the Frame's); ``meta`` a JSON-able
         dict. Never raises because Redis is unreachable, except for a DURABLE frame that does not fit the full

@@ -23,7 +23,7 @@ import numpy as np
 from edgeflow.errors import ClosedResourceError, ConfigError, FrameTooLarge, ProtocolError, ReceiveTimeout
 from edgeflow.frame import Frame
 from edgeflow.qos import QoS
-from edgeflow.transport import _wire, codecs
+from edgeflow.transport import _wire, codecs, message
 from edgeflow.transport.backoff import Backoff, RetrySchedule
 from edgeflow.transport._tcp_common import (  # noqa: F401
     DEFAULT_MAX_FRAME_BYTES, MIN_RECV_RATE, REJECT_REASONS, _SCRATCH_BYTES, _SPARE_BUFFERS, _DIRECT_BYTES, _REALTIME_ONLY,
@@ -443,13 +443,17 @@ class _SenderCore:
 
     def encode(self, item: _Outgoing) -> tuple[bytes, Any]:
         """The FRAME header and payload; codecs.encode makes the payload (raw: a view of the buffer)."""
-        if item.kind == _wire.KIND_ARRAY:
-            data = np.ndarray(item.shape, item.dtype, buffer=item.payload) if item.dtype.itemsize else \
-                np.empty(item.shape, item.dtype)
+        if item.kind == _wire.KIND_MESSAGE:             # encoded at publish; only a codec is left to apply
+            codec, payload = codecs.compress(item.payload, self.codec)
+            info: dict = {}
         else:
-            data = item.payload
-        info, payload = codecs.encode(data, self.codec)
-        codec = info["codec"]
+            if item.kind == _wire.KIND_ARRAY:
+                data = np.ndarray(item.shape, item.dtype, buffer=item.payload) if item.dtype.itemsize else \
+                    np.empty(item.shape, item.dtype)
+            else:
+                data = item.payload
+            info, payload = codecs.encode(data, self.codec)
+            codec = info["codec"]
         header = _wire.frame_header(item.frame_id, item.timestamp, item.kind, tuple(info.get("shape", ())),
                                     self.topic.encode(), b"" if codec == "raw" else codec.encode(),
                                     info.get("dtype", "").encode(), item.meta)
@@ -588,9 +592,10 @@ class TcpSender:
         self._closed = False
 
     def publish(self, data: Any, timestamp: float | None = None, meta: dict | None = None) -> int:
-        """Hand ``data`` (ndarray of any dtype/shape, bytes-like, or a Frame) to the sender; returns its id.
+        """Hand ``data`` (ndarray of any dtype/shape, bytes-like, a dict/list message, or a Frame) to the
+        sender; returns its id.
 
-        Never blocks on the network. The array is copied (the caller may reuse it at once).
+        Never blocks on the network. The array (a message's arrays) is copied: the caller may reuse it at once.
 
         Raises:
             ClosedResourceError: after close().
@@ -621,9 +626,13 @@ class TcpSender:
             payload = data if type(data) is bytes else bytes(data)     # bytes are immutable: no copy needed
             self._check_size(core, len(payload))
             item = _Outgoing(0, ts, _wire.KIND_BYTES, None, (), meta_b, payload, False)
+        elif isinstance(data, (dict, list)):
+            payload = message.encode(data, self.topic).to_bytes()      # the one copy of its arrays
+            self._check_size(core, len(payload))
+            item = _Outgoing(0, ts, _wire.KIND_MESSAGE, None, (), meta_b, payload, False)
         else:
             raise TypeError(f"{self.topic}: cannot publish {type(data).__name__}; "
-                            "publish a numpy array, bytes, or a Frame")
+                            "publish a numpy array, bytes, a dict/list message, or a Frame")
         return core.hand_over(item)
 
     def loan(self, shape: Any, dtype: Any = np.uint8, *, timestamp: float | None = None,

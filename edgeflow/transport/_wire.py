@@ -13,7 +13,7 @@ much to read (and can refuse an oversized message) before it reads it::
     FRAME header (header_len bytes; everything must add up to exactly header_len)
             0  8  frame_id (u64)
             8  8  timestamp (f64, seconds since the epoch)
-           16  1  data kind: 0 bytes, 1 numpy array
+           16  1  data kind: 0 bytes, 1 numpy array, 2 message (ndim 0, no dtype)
            17  1  ndim (0..32)
            18  1  topic_len (1..100)
            19  1  codec_len (0 = raw)
@@ -22,7 +22,8 @@ much to read (and can refuse an oversized message) before it reads it::
            24  8*ndim  shape (u64 each)
             .  topic (UTF-8), codec name (ASCII), dtype code (ASCII), meta (JSON, UTF-8)
             dtype codes and payloads are edgeflow.transport.codecs' (``dtype_code``, ``encode``/``decode``)
-    FRAME payload: the array's bytes in C order (or the bytes), or the codec's output when a codec is named.
+    FRAME payload: the array's bytes in C order (or the bytes, or a message in edgeflow.transport.message's
+    encoding), or the codec's output when a codec is named.
 
     SERVER_HELLO header: nonce (32 random bytes), flags (u8, bit 0: a token is required),
                          max_frame_bytes (u64)
@@ -61,11 +62,11 @@ HELLO_C_FIXED = struct.Struct("<QBB")
 NONCE_BYTES = 32
 MAC_BYTES = 32                                   # HMAC-SHA256
 MAX_HEADER_BYTES = 0xFFFF
-MAX_META_BYTES = 32 * 1024                       #: JSON metadata limit per frame over TCP (shm allows 8 KiB)
+MAX_META_BYTES = codecs.MAX_META_BYTES           #: JSON metadata limit per frame: every transport's (8 KiB)
 MAX_NDIM = 32
 MAX_DTYPE_BYTES = codecs.MAX_DTYPE_CODE
 AUTH_REQUIRED = 0x01
-KIND_BYTES, KIND_ARRAY = 0, 1
+KIND_BYTES, KIND_ARRAY, KIND_MESSAGE = 0, 1, 2
 AUTH_CONTEXT = b"edgeflow-tcp-auth/1\0"
 
 TOPIC = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")      # the same rule as shm.ring_name
@@ -164,7 +165,7 @@ class FrameHeader(NamedTuple):
 
 def encode_meta(topic: str, meta: dict | None) -> bytes:
     """Meta as compact JSON; TypeError for something not JSON-able, FrameTooLarge past MAX_META_BYTES."""
-    return codecs.encode_meta(topic, meta, MAX_META_BYTES, " over TCP")
+    return codecs.encode_meta(topic, meta, MAX_META_BYTES)
 
 
 def frame_header(frame_id: int, timestamp: float, kind: int, shape: tuple, topic_b: bytes, codec_b: bytes,
@@ -182,8 +183,8 @@ def parse_frame_header(header: Any, payload_len: int) -> FrameHeader:
         raise protocol_error("malformed", f"frame header of {len(header)} bytes")
     frame_id, ts, kind, ndim, topic_len, codec_len, dtype_len, meta_len = FRAME_FIXED.unpack_from(header)
     pos = FRAME_FIXED.size
-    if (kind not in (KIND_BYTES, KIND_ARRAY) or ndim > MAX_NDIM
-            or (kind == KIND_BYTES and (ndim or dtype_len))):
+    if (kind not in (KIND_BYTES, KIND_ARRAY, KIND_MESSAGE) or ndim > MAX_NDIM
+            or (kind != KIND_ARRAY and (ndim or dtype_len))):
         raise protocol_error("malformed", f"frame kind {kind} with {ndim} dimensions")
     if pos + 8 * ndim + topic_len + codec_len + dtype_len + meta_len != len(header):
         raise protocol_error("malformed", "frame header lengths do not add up")
@@ -220,6 +221,8 @@ def payload_header(header: FrameHeader, payload_len: int) -> dict:
     """The codecs module's header for a FRAME's payload (what ``codecs.decode`` needs)."""
     if header.kind == KIND_BYTES:
         return {"kind": codecs.KIND_BYTES, "codec": header.codec or "raw", "size": payload_len}
+    if header.kind == KIND_MESSAGE:
+        return {"kind": codecs.KIND_MESSAGE, "codec": header.codec or "raw", "size": payload_len}
     return {"kind": codecs.KIND_ARRAY, "codec": header.codec or "raw",
             "dtype": codecs.dtype_code(header.dtype), "shape": list(header.shape), "size": payload_len}
 

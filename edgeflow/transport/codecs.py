@@ -1,7 +1,8 @@
 """A frame's payload as bytes plus a small JSON-able header, and back: raw, jpeg, png or lz4.
 
-Transport-neutral (Redis and TCP both use it): ``encode`` turns an ndarray, bytes or a JSON-able dict/list
-into ``(header, payload)``, and ``decode(header, payload)`` gives the data back. Arrays travel raw by default:
+Transport-neutral (Redis and TCP both use it): ``encode`` turns an ndarray, bytes or a message (a dict or
+list of JSON-able values and numpy arrays, encoded by edgeflow.transport.message) into ``(header, payload)``,
+and ``decode(header, payload)`` gives the data back. Arrays travel raw by default:
 dtype and shape in the header, the array's own memory as the payload (no copy for a C-contiguous array). A
 codec is used only when a link asks for one:
 
@@ -9,8 +10,11 @@ codec is used only when a link asks for one:
   lossy. Arrays of any other dtype or shape raise ``ValueError`` rather than being sent some other way.
 - ``lz4``: any payload, lossless; needs the ``lz4`` package (``ConfigError`` telling to install it otherwise).
 
-Bytes and JSON payloads are never image-encoded (``jpeg``/``png`` leave them raw); ``lz4`` compresses them
-too.
+Bytes and messages are never image-encoded (``jpeg``/``png`` leave them raw); ``lz4`` compresses them too.
+Payload headers of kind ``json`` (plain JSON dicts, what EdgeFlow 0.2 sent before messages) are still decoded.
+
+Frame meta is compact JSON of at most MAX_META_BYTES (8 KiB) on every transport (``encode_meta``), so a meta
+that crosses hosts fits shared memory too.
 
     >>> header, payload = encode(np.zeros((2, 3), np.uint16))
     >>> header
@@ -30,10 +34,12 @@ import numpy as np
 from edgeflow.errors import ConfigError, FrameTooLarge, ProtocolError
 from edgeflow.frame import Frame
 
-__all__ = ["CODECS", "check_codec", "encode", "decode", "dtype_code", "dtype_from_code", "encode_meta"]
+__all__ = ["CODECS", "check_codec", "encode", "decode", "dtype_code", "dtype_from_code", "encode_meta",
+           "compress", "MAX_META_BYTES"]
 
 CODECS = ("raw", "jpeg", "png", "lz4")   #: codec names; None means raw
-KIND_ARRAY, KIND_BYTES, KIND_JSON = "array", "bytes", "json"
+KIND_ARRAY, KIND_BYTES, KIND_JSON, KIND_MESSAGE = "array", "bytes", "json", "message"
+MAX_META_BYTES = 8 * 1024                 #: JSON meta limit per frame, the same on every transport (shm's slot)
 JPEG_QUALITY = 90                         #: default jpeg quality (0-100)
 PNG_LEVEL = 1                             #: default png compression (0-9): fast, most of the gain
 MAX_DTYPE_CODE = 4096                     #: longest dtype description accepted from a peer
@@ -96,7 +102,8 @@ def dtype_from_code(code: str) -> np.dtype:
                 dtype = np.lib.format.descr_to_dtype(ast.literal_eval(code[2:]))
             else:
                 dtype = np.dtype(code)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, KeyError, IndexError,
+                AttributeError, OverflowError) as exc:
             raise ProtocolError(f"bad dtype description {code[:80]!r}: {exc}") from None
         if dtype.hasobject:
             raise ProtocolError(f"dtype {code[:80]!r} holds Python objects")
@@ -110,7 +117,7 @@ def encode(data: Any, codec: str | None = None, *, quality: int | None = None) -
 
     Args:
         data: an ndarray (any numeric, bool, string, datetime or structured dtype), bytes-like, a
-            JSON-able dict or list, or an ``edgeflow.frame.Frame`` (its data is encoded; frame_id, timestamp
+            message (dict or list, see edgeflow.transport.message), or an ``edgeflow.frame.Frame`` (its data is encoded; frame_id, timestamp
             and meta are the transport's business).
         codec: None/"raw", "jpeg", "png" or "lz4".
         quality: jpeg quality (0-100, default JPEG_QUALITY) or png compression level (0-9, default PNG_LEVEL).
@@ -122,7 +129,7 @@ def encode(data: Any, codec: str | None = None, *, quality: int | None = None) -
         before it is sent).
 
     Raises:
-        TypeError: a type that cannot be sent (object arrays, sets, ...), or a dict that is not JSON-able.
+        TypeError: a type that cannot be sent (object arrays, sets, ...), or a message holding one.
         ValueError: jpeg/png asked for an array that is not a uint8 image of a supported shape.
         ConfigError: an unknown codec, or lz4 without the lz4 package.
     """
@@ -135,18 +142,21 @@ def encode(data: Any, codec: str | None = None, *, quality: int | None = None) -
         payload = data if isinstance(data, bytes) else _flat(memoryview(data))
         kind = KIND_BYTES
     elif isinstance(data, (dict, list)):
-        try:
-            payload = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"a {type(data).__name__} payload must be JSON-able ({exc})") from None
-        kind = KIND_JSON
+        from edgeflow.transport import message
+        payload = message.encode(data).to_bytes()
+        kind = KIND_MESSAGE
     else:
-        raise TypeError(f"cannot send {type(data).__name__}: send a numpy array, bytes, or a JSON-able dict")
-    if codec == "lz4":
-        payload = _lz4().compress(payload)
-    else:
-        codec = "raw"                          # images codecs leave bytes and JSON as they are
+        raise TypeError(f"cannot send {type(data).__name__}: send a numpy array, bytes, or a dict/list message")
+    codec, payload = compress(payload, codec)
     return {"kind": kind, "codec": codec, "size": len(payload)}, payload
+
+
+def compress(payload: Any, codec: str) -> tuple[str, Any]:
+    """``(codec, payload)`` for bytes or an encoded message: lz4-compressed when asked, raw otherwise (the
+    image codecs leave them as they are)."""
+    if codec == "lz4":
+        return codec, _lz4().compress(payload)
+    return "raw", payload
 
 
 def _flat(view: memoryview) -> Any:
@@ -192,9 +202,10 @@ def _encode_image(array: np.ndarray, codec: str, quality: int | None) -> bytes:
 
 
 def decode(header: dict, payload: bytes | bytearray | memoryview) -> Any:
-    """The data ``encode`` was given (an ndarray, bytes, or a dict/list), from its header and payload.
+    """The data ``encode`` was given (an ndarray, bytes, or a dict/list message), from its header and payload.
 
-    Raw arrays view ``payload`` without copying (read-only when ``payload`` is bytes). jpeg gives back an
+    Raw arrays view ``payload`` without copying (read-only when ``payload`` is bytes; a message's arrays are
+    read-only views in any case). jpeg gives back an
     approximation of the image; every other codec the exact values.
 
     Raises:
@@ -215,6 +226,9 @@ def decode(header: dict, payload: bytes | bytearray | memoryview) -> Any:
         payload = _decompress(payload)
     if kind == KIND_BYTES:
         return payload if isinstance(payload, bytes) else bytes(payload)
+    if kind == KIND_MESSAGE:
+        from edgeflow.transport import message
+        return message.decode(payload)
     if kind == KIND_JSON:
         try:
             return json.loads(payload)
@@ -253,11 +267,11 @@ def _decode_array(header: dict, codec: str, payload: Any) -> np.ndarray:
     return np.frombuffer(payload, dtype=dtype).reshape(shape)
 
 
-def encode_meta(topic: str, meta: dict | None, limit: int, where: str = "") -> bytes:
+def encode_meta(topic: str, meta: dict | None, limit: int = MAX_META_BYTES, where: str = "") -> bytes:
     """A frame's meta as compact JSON (b"" when empty), the same on every transport.
 
     Raises TypeError (naming the topic) for a meta that is not a JSON-able dict, and FrameTooLarge past
-    ``limit`` bytes (``where`` names the transport whose limit it is).
+    ``limit`` bytes (MAX_META_BYTES, the one limit of every transport; ``where`` names the transport).
     """
     if not meta:
         return b""

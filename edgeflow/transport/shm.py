@@ -2,7 +2,9 @@
 
 One ring per (app, topic), in /dev/shm as ``edgeflow.<app>.<topic>.ctl`` plus ``edgeflow.<app>.<topic>.g<N>``
 (one data segment per generation). Frames travel raw: a reader's ``frame.data`` is a read-only numpy array that
-views the writer's slot (no copy at any size), or ``bytes`` when bytes were published.
+views the writer's slot (no copy at any size), or ``bytes`` when bytes were published. A message (a dict or
+list with arrays nested, edgeflow.transport.message) is written straight into one slot (slot kind 2) and read
+back as the same dict or list whose arrays are read-only views of the slot.
 """
 
 from __future__ import annotations
@@ -19,20 +21,23 @@ from typing import Any
 import numpy as np
 
 from edgeflow._fast import ring as _ring
-from edgeflow.errors import (ClosedResourceError, ConfigError, FrameTooLarge, ReceiveTimeout, WriterGone)
+from edgeflow.errors import (ClosedResourceError, ConfigError, FrameTooLarge, ProtocolError, ReceiveTimeout,
+                             WriterGone)
 from edgeflow.frame import Frame
 from edgeflow.qos import QoS
-from edgeflow.transport import codecs
+from edgeflow.transport import codecs, message
 from edgeflow.transport.base import OwnedResource
 
 __all__ = ["Publisher", "Subscriber", "Loan", "PublisherStats", "SubscriberStats", "ring_name",
            "declare_group", "remove_topic", "sweep_app", "live_writers", "writer_status", "wait_any", "MAX_META_BYTES", "DEFAULT_APP",
            "DEFAULT_MAX_LAG"]
 
-MAX_META_BYTES = _ring.MAX_META          #: JSON metadata limit per frame (bytes, after encoding)
+MAX_META_BYTES = codecs.MAX_META_BYTES   #: JSON metadata limit per frame (bytes, encoded), the same on every transport
+if MAX_META_BYTES > _ring.MAX_META:      # the slot's meta area must hold what every other transport accepts
+    raise ImportError(f"edgeflow: meta limit {MAX_META_BYTES} exceeds the ring's {_ring.MAX_META}")
 DEFAULT_APP = "default"
 DEFAULT_MAX_LAG = 2                      #: BALANCED: frames waiting beyond which a subscriber skips to the newest
-_KIND_BYTES, _KIND_ARRAY = 0, 1
+_KIND_BYTES, _KIND_ARRAY, _KIND_MESSAGE = 0, 1, 2      # a slot descriptor's kind
 _TOPIC = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 _APP = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")   # no '.': it separates app and topic in segment names
 
@@ -202,10 +207,12 @@ class Publisher(OwnedResource):
         return self._writer
 
     def publish(self, data: Any, timestamp: float | None = None, meta: dict | None = None) -> int:
-        """Copy ``data`` (ndarray, bytes-like, or Frame) into a slot and publish it; returns its frame_id.
+        """Copy ``data`` (ndarray, bytes-like, a dict/list message, or Frame) into a slot and publish it;
+        returns its frame_id.
 
-        Non-contiguous arrays are accepted and copied once into the slot. ``timestamp`` is the capture time in
-        seconds (default: now); ``meta`` a JSON-able dict of at most MAX_META_BYTES once encoded.
+        Non-contiguous arrays are accepted and copied once into the slot; a message's arrays are copied once
+        each, straight into the slot. ``timestamp`` is the capture time in seconds (default: now); ``meta`` a
+        JSON-able dict of at most MAX_META_BYTES once encoded.
         """
         writer = self._writer_or_raise()
         if isinstance(data, Frame):
@@ -224,11 +231,23 @@ class Publisher(OwnedResource):
             fid = writer.publish(data, _KIND_ARRAY, _dtype_code(data.dtype), data.shape, ts, blob)
         elif isinstance(data, (bytes, bytearray, memoryview)):
             fid = writer.publish(data, _KIND_BYTES, b"", (), ts, blob)
+        elif isinstance(data, (dict, list)):
+            fid = self._publish_message(writer, data, ts, blob)
         else:
             raise TypeError(f"{self.topic}: cannot publish {type(data).__name__}; "
-                            "publish a numpy array, bytes, or a Frame")
+                            "publish a numpy array, bytes, a dict/list message, or a Frame")
         self._published += 1
         return fid
+
+    def _publish_message(self, writer: "_ring.RingWriter", data: Any, ts: float, blob: bytes) -> int:
+        encoded = message.encode(data, self.topic)
+        buf = writer.begin(encoded.nbytes)
+        try:
+            encoded.write_into(buf)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.commit(_KIND_MESSAGE, b"", (), ts, blob)
 
     def loan(self, shape: tuple, dtype: Any = np.uint8, *, timestamp: float | None = None,
              meta: dict | None = None) -> Loan:
@@ -316,7 +335,7 @@ class Subscriber(OwnedResource):
         max_lag: BALANCED only (default DEFAULT_MAX_LAG = 2).
 
     ``frame.data`` of a received frame is a read-only numpy array viewing the slot (bytes when bytes were
-    published). It stays valid while referenced; ``frame.release()`` or leaving ``with sub.recv() as frame:``
+    published; a dict or list, its arrays viewing the slot, when a message was). It stays valid while referenced; ``frame.release()`` or leaving ``with sub.recv() as frame:``
     lets the writer reuse the slot. Keep data longer with ``frame.copy()``.
 
     Example:
@@ -354,11 +373,20 @@ class Subscriber(OwnedResource):
     def _frame(self, view: "_ring.SlotView") -> Frame:
         meta = view.meta
         meta = json.loads(meta) if meta else {}
-        if view.kind == _KIND_BYTES:
-            data: Any = bytes(view)
+        kind = view.kind
+        if kind == _KIND_ARRAY:
+            data: Any = np.frombuffer(view, dtype=_dtype_of(view.dtype)).reshape(view.shape)
+        elif kind == _KIND_BYTES:
+            data = bytes(view)
         else:
-            data = np.frombuffer(view, dtype=_dtype_of(view.dtype)).reshape(view.shape)
+            data = self._message(view, kind)
         return Frame(data, frame_id=view.seq, timestamp=view.timestamp, meta=meta, topic=self.topic)
+
+    def _message(self, view: "_ring.SlotView", kind: int) -> Any:
+        if kind != _KIND_MESSAGE:
+            raise ProtocolError(f"{self.topic}: frame {view.seq} has slot kind {kind}, which this EdgeFlow "
+                                "does not know (a newer publisher?)")
+        return message.decode(view, self.topic)     # arrays view the slot; they keep it pinned while alive
 
     def recv_nowait(self) -> Frame | None:
         """The next frame (per the QoS), or None when there is nothing new. Never blocks."""

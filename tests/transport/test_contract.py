@@ -178,7 +178,30 @@ PAYLOADS = {
     "0-d": lambda: np.array(3.25),
     "empty": lambda: np.zeros((3, 0, 2), np.uint16),
     "bytes": lambda: bytes(range(256)) * 3,
+    "message": lambda: {"angle": 1.5, "raw_points": np.random.default_rng(1).random((100, 3), dtype=np.float32),
+                        "name": "lidar-ü", "ok": True, "none": None, "nested": {"ids": [1, 2, 3],
+                        "pose": np.arange(16, dtype=">f8").reshape(4, 4)}},
+    "message-list": lambda: [{"box": np.array([1, 2, 3, 4], np.int16), "score": 0.5}, "x", [],
+                             np.zeros((0, 3), np.float32), np.array(7, np.uint64)],
 }
+
+
+def assert_same(got, want):
+    """``got`` equals ``want``: bytes equal, arrays bit-exact (dtype, shape, bytes), messages recursively."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and list(got) == list(want)
+        for key in want:
+            assert_same(got[key], want[key])
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want)
+        for g, w in zip(got, want):
+            assert_same(g, w)
+    elif isinstance(want, np.ndarray):
+        got = np.asarray(got)
+        assert (got.dtype, got.shape, got.dtype.names) == (want.dtype, want.shape, want.dtype.names)
+        assert got.tobytes() == want.tobytes()
+    else:
+        assert type(got) is type(want) and got == want
 
 
 def numbered(i: int) -> np.ndarray:
@@ -195,13 +218,21 @@ def test_frames_round_trip_bit_exact(transport, kind):
         fid = pub.publish(data, timestamp=timestamp, meta=meta)
         frame = sub.recv(timeout=RECV_TIMEOUT)
         assert (frame.frame_id, frame.timestamp, frame.meta) == (fid, timestamp, meta)
-        if isinstance(data, bytes):
-            assert isinstance(frame.data, bytes) and frame.data == data
-        else:
-            got = np.asarray(frame.data)
-            assert (got.dtype, got.shape) == (data.dtype, data.shape)
-            assert got.dtype.names == data.dtype.names
-            assert got.tobytes() == data.tobytes()
+        assert_same(frame.data, data)
+
+
+def test_one_meta_limit_on_every_transport(transport):
+    from edgeflow.errors import FrameTooLarge
+    from edgeflow.transport.codecs import MAX_META_BYTES
+    assert MAX_META_BYTES == 8 * 1024
+    at_limit = {"k": "x" * (MAX_META_BYTES - len('{"k":""}'))}
+    over = {"k": "x" * (MAX_META_BYTES - len('{"k":""}') + 1)}
+    with transport.open(QoS.REALTIME) as (pub, sub):
+        with pytest.raises(FrameTooLarge, match=str(MAX_META_BYTES)):
+            pub.publish(b"x", meta=over)
+        fid = pub.publish(b"x", meta=at_limit)
+        frame = sub.recv(timeout=RECV_TIMEOUT)
+        assert (frame.frame_id, frame.meta) == (fid, at_limit)
 
 
 def test_realtime_never_repeats_or_goes_back_and_the_newest_arrives(transport):
