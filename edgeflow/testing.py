@@ -19,7 +19,7 @@ from edgeflow.errors import NodeError
 from edgeflow.frame import Frame
 from edgeflow.nodes.base import EndOfStream
 from edgeflow.runtime.metrics import NodeMetrics
-from edgeflow.runtime.outputs import hop_meta, normalize
+from edgeflow.runtime.outputs import check_message, hop_meta, normalize
 
 
 @dataclasses.dataclass
@@ -47,12 +47,25 @@ def _as_frame(item: Any, index: int, topic: str) -> Frame:
         frame = item
     else:
         frame = Frame(item, frame_id=index + 1, topic=topic)
-    if isinstance(frame.data, np.ndarray) and frame.data.flags.writeable:
-        view = frame.data.view()
-        view.flags.writeable = False
-        frame = Frame(view, frame_id=frame.frame_id, timestamp=frame.timestamp, meta=frame.meta,
-                      topic=frame.topic or topic)
+    if isinstance(frame.data, (np.ndarray, dict, list)):
+        frame = Frame(_read_only(frame.data), frame_id=frame.frame_id, timestamp=frame.timestamp,
+                      meta=frame.meta, topic=frame.topic or topic)
     return frame
+
+
+def _read_only(data: Any) -> Any:
+    """``data`` with every array (also inside a dict/list message) a read-only view, as received frames are."""
+    if isinstance(data, np.ndarray):
+        if not data.flags.writeable:
+            return data
+        view = data.view()
+        view.flags.writeable = False
+        return view
+    if isinstance(data, dict):
+        return {k: _read_only(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_read_only(v) for v in data]
+    return data
 
 
 def _default_name(cls: type) -> str:
@@ -65,7 +78,8 @@ def run_node(node_class: type, inputs: Iterable[Any] = (), *, frames: int | None
 
     Args:
         node_class: a ProducerNode, ConsumerNode, SinkNode, FusionNode or GatewayNode subclass.
-        inputs: for consumers, sinks and gateways: payloads (arrays, bytes) or Frames, one per call; for fusion
+        inputs: for consumers, sinks and gateways: payloads (arrays, bytes, dict/list messages) or Frames,
+            one per call, their arrays (those in messages too) made read-only as the runtime does; for fusion
             nodes: sequences of Frames (one matched set per call); ignored for producers.
         frames: producers only: how many times to call ``produce()`` (default: until EndOfStream, at most 1000).
         name: the node's name (default: the class name in snake_case).
@@ -119,6 +133,7 @@ def _step(node, call, source: Frame | None, metrics, outputs: list, errors: list
             return False
         if node.node_kind not in ("sink", "gateway"):
             data, meta, timestamp = normalize(node.name, result)
+            check_message(node.name, data)            # a message the runtime could not encode: NodeError
             if data is not None:
                 ts = timestamp if timestamp is not None else (source.timestamp if source else received)
                 outputs.append(Frame(data, frame_id=len(outputs) + 1, timestamp=ts,

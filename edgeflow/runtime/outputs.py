@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeflow.errors import EdgeFlowError, NodeError
+from edgeflow.errors import EdgeFlowError, FrameTooLarge, NodeError
 from edgeflow.frame import Frame
+from edgeflow.transport import message
 
 log = logging.getLogger("edgeflow.runtime")
 
@@ -25,8 +26,10 @@ MAX_HOPS = 16                     # keep meta small however long the pipeline
 def normalize(node: str, result: Any) -> tuple[Any, dict | None, float | None]:
     """(data, meta, timestamp) from a hook's return value; data None means nothing to send.
 
-    Accepted: None, an ndarray, bytes-like, a Frame, or (data, meta). Anything else raises NodeError naming the
-    node and the type.
+    Accepted: None, an ndarray, bytes-like, a message (a dict or list of JSON-able values with numpy arrays
+    nested, see edgeflow.transport.message), a Frame, or (data, meta): a 2-tuple whose second item is a dict
+    is always (data, meta), a bare dict is a message. Anything else raises NodeError naming the node and the
+    type. What a message holds is checked when it is encoded (``Output.send``), also as a NodeError.
     """
     if result is None:
         return None, None, None
@@ -40,10 +43,24 @@ def normalize(node: str, result: Any) -> tuple[Any, dict | None, float | None]:
             raise NodeError(f"node '{node}' returned an array of Python objects (dtype {result.dtype}); "
                             "return a numeric array, bytes, a Frame, (data, meta) or None", node=node)
         return result, None, None
-    if isinstance(result, (bytes, bytearray, memoryview)):
+    if isinstance(result, (bytes, bytearray, memoryview, dict, list)):
         return result, None, None
     raise NodeError(f"node '{node}' returned {type(result).__name__}, which cannot be sent; return an ndarray, "
-                    "bytes, a Frame, (data, meta) or None", node=node)
+                    "bytes, a dict or list message, a Frame, (data, meta) or None", node=node)
+
+
+def unsendable_message(node: str, exc: Exception) -> NodeError:
+    """The NodeError for a dict/list message that cannot be encoded (an object array, a set, ...)."""
+    return NodeError(f"node '{node}' returned a message that cannot be sent: {exc}", node=node)
+
+
+def check_message(node: str, data: Any) -> None:
+    """Raise NodeError naming the node when ``data`` is a message that cannot be encoded (tests: run_node)."""
+    if isinstance(data, (dict, list)):
+        try:
+            message.encode(data, f"node '{node}'")
+        except (TypeError, FrameTooLarge) as exc:
+            raise unsendable_message(node, exc) from None
 
 
 def hop_meta(node: str, source: Frame | None, meta: dict | None, received: float) -> dict:
@@ -100,7 +117,12 @@ class Output:
         else:
             if loan is not None:
                 loan.abort()
-            fid = self.publisher.publish(data, timestamp=timestamp, meta=meta)
+            try:
+                fid = self.publisher.publish(data, timestamp=timestamp, meta=meta)
+            except TypeError as exc:
+                if isinstance(data, (dict, list)):           # what the message holds cannot be encoded
+                    raise unsendable_message(self.node, exc) from None
+                raise
         for remote in self.remotes:                          # the same frame to other hosts (still valid here)
             try:
                 remote.publish(data, timestamp=timestamp, meta=meta)

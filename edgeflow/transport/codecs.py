@@ -93,7 +93,7 @@ def dtype_code(dtype: np.dtype) -> str:
 
 def dtype_from_code(code: str) -> np.dtype:
     """The dtype ``dtype_code`` described; ProtocolError when ``code`` is not one."""
-    dtype = _dtypes.get(code)
+    dtype = _dtypes.get(code) if isinstance(code, str) else None
     if dtype is None:
         if not isinstance(code, str) or len(code) > MAX_DTYPE_CODE:
             raise ProtocolError(f"bad dtype description {str(code)[:80]!r}")
