@@ -338,15 +338,11 @@ class Server:
         """Stop serving (open streams end, sockets close) and drop every held frame; idempotent."""
         if self._closed:
             return
+        from edgeflow._loopthread import stop_loop_thread     # the one loop-thread shutdown (TCP server too)
         self._closed = True
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None:
-            try:
-                loop.call_soon_threadsafe(stop.set)
-            except RuntimeError:                   # the loop already ended
-                pass
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        stop = self._stop
+        if not stop_loop_thread(self._loop, None if stop is None else stop.set, thread=self._thread,
+                                timeout=timeout):
             log.warning("gateway: the web server did not stop within %g s", timeout)
         self.hub.clear()
 

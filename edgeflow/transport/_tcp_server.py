@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeflow._loopthread import new_event_loop, stop_loop_thread
 from edgeflow.errors import ClosedResourceError, ConfigError, FrameTooLarge, ProtocolError, ReceiveTimeout
 from edgeflow.frame import Frame
 from edgeflow.qos import QoS
@@ -28,6 +29,8 @@ from edgeflow.transport.backoff import Backoff, RetrySchedule
 from edgeflow.transport._tcp_common import (  # noqa: F401
     DEFAULT_MAX_FRAME_BYTES, MIN_RECV_RATE, REJECT_REASONS, _SCRATCH_BYTES, _SPARE_BUFFERS, _DIRECT_BYTES, _REALTIME_ONLY,
     _Interrupted, _Stalled, _token_bytes, log)
+
+STOP_TIMEOUT = 10.0                    # seconds close() waits for the server's loop thread to end
 
 
 @dataclasses.dataclass(frozen=True)
@@ -440,11 +443,7 @@ class _ServerCore:
             self.stopped.set()
 
     def run_thread(self) -> None:
-        try:
-            import uvloop
-            loop = uvloop.new_event_loop()
-        except ImportError:
-            loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         try:
             loop.run_until_complete(self.serve())
         except Exception as exc:
@@ -509,13 +508,9 @@ class _ServerCore:
         if threading.get_ident() == self.loop_thread:
             self.request_stop()             # serve() returns once its connections are gone
             return
-        try:
-            loop.call_soon_threadsafe(self.request_stop)
-        except RuntimeError:                # that loop is closed already
-            pass
-        self.stopped.wait(5.0)
-        if self.thread is not None:
-            self.thread.join()
+        if not stop_loop_thread(loop, self.request_stop, thread=self.thread, done=self.stopped,
+                                timeout=STOP_TIMEOUT):
+            log.warning("tcp server :%d: did not stop within %g s", self.port, STOP_TIMEOUT)
 
     # frames ---------------------------------------------------------------------------------------------
     def dispatch(self, header: _wire.FrameHeader, data: Any, session: int, nbytes: int) -> None:
