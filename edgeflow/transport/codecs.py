@@ -117,8 +117,8 @@ def encode(data: Any, codec: str | None = None, *, quality: int | None = None) -
 
     Args:
         data: an ndarray (any numeric, bool, string, datetime or structured dtype), bytes-like, a
-            message (dict or list, see edgeflow.transport.message), or an ``edgeflow.frame.Frame`` (its data is encoded; frame_id, timestamp
-            and meta are the transport's business).
+            message (dict or list, see edgeflow.transport.message), or an ``edgeflow.frame.Frame`` (its data
+            is encoded; frame_id, timestamp and meta are the transport's business).
         codec: None/"raw", "jpeg", "png" or "lz4".
         quality: jpeg quality (0-100, default JPEG_QUALITY) or png compression level (0-9, default PNG_LEVEL).
 

@@ -32,7 +32,7 @@ __all__ = ["Publisher", "Subscriber", "Loan", "PublisherStats", "SubscriberStats
            "declare_group", "remove_topic", "sweep_app", "live_writers", "writer_status", "wait_any", "MAX_META_BYTES", "DEFAULT_APP",
            "DEFAULT_MAX_LAG"]
 
-MAX_META_BYTES = codecs.MAX_META_BYTES   #: JSON metadata limit per frame (bytes, encoded), the same on every transport
+MAX_META_BYTES = codecs.MAX_META_BYTES   #: JSON meta limit per frame (bytes, encoded), every transport's
 if MAX_META_BYTES > _ring.MAX_META:      # the slot's meta area must hold what every other transport accepts
     raise ImportError(f"edgeflow: meta limit {MAX_META_BYTES} exceeds the ring's {_ring.MAX_META}")
 DEFAULT_APP = "default"
