@@ -4,7 +4,9 @@
 A publish writes the payload as a blob with a TTL (``SET ... PX``, data instance) and the frame's id,
 timestamp, meta and payload header to the topic's stream (``XADD``, control instance): one pipelined round
 trip per instance. Payloads travel raw (dtype, shape, bytes) unless the publisher asks for a codec
-(edgeflow.transport.codecs); a frame is encoded once however many consumers read it.
+(edgeflow.transport.codecs); a dict/list message travels as edgeflow.transport.message's encoding (payload
+kind ``message``); a frame is encoded once however many consumers read it. Meta is at most 8 KiB, as on every
+transport.
 
 Keys (nothing else is ever written, and nothing ever runs FLUSHALL or FLUSHDB):
 

@@ -1,7 +1,9 @@
 """Direct TCP transport into the gateway: a reconnecting TcpSender and a TcpServer with per-topic subscribers.
 
 Wire: length-prefixed messages (see ``_wire`` for the byte layout): a 16-byte prefix (magic ``EFTP``, version,
-kind, header length, payload length), a header, then the payload raw (or as a codec's output when asked).
+kind, header length, payload length), a header, then the payload raw (or as a codec's output when asked). A
+dict/list message travels as edgeflow.transport.message's encoding (FRAME data kind 2). Meta is at most
+8 KiB, as on every transport (codecs.MAX_META_BYTES).
 
 Handshake and authentication: the server speaks first, with SERVER_HELLO (32 random bytes of nonce, whether a
 token is required, its max frame size). The sender answers CLIENT_HELLO (its random 64-bit session id, its
