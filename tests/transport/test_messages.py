@@ -323,6 +323,20 @@ def test_shm_message_arrays_are_read_only_views_of_the_slot(app):
         assert pub.statistics().pinned_slots == 0
 
 
+def test_shm_message_handed_out_as_a_copy_when_pins_run_out_is_the_same(app):
+    from edgeflow._fast import ring
+    sent = [lidar(10 + i) for i in range(4)]
+    with shm.Subscriber("t", app=app, qos=QoS.DURABLE) as sub, shm.Publisher("t", app=app, slots=4) as pub:
+        for msg in sent:
+            pub.publish(msg)
+        got = [sub.recv(timeout=RECV_TIMEOUT) for _ in sent]        # all held: the last ones are copies
+        views = [base_object(f.data["raw_points"]) for f in got]
+        assert all(isinstance(v, ring.SlotView) for v in views)
+        assert any(v.is_copy for v in views) and sub.statistics().copies >= 1
+        for frame, msg in zip(got, sent):
+            assert_same(frame.data, msg)
+
+
 def test_shm_message_without_arrays_pins_nothing_and_lists_work(app):
     with shm.Subscriber("t", app=app, qos=QoS.DURABLE) as sub, shm.Publisher("t", app=app) as pub:
         pub.publish({"a": 1, "b": ["x", None, {"c": 2.5}]})
