@@ -8,6 +8,9 @@ Fast pub/sub between processes on one host, over zero-copy shared memory:
         pub.publish(np.zeros((480, 640, 3), np.uint8))
         with sub.recv(timeout=1.0) as frame:
             print(frame.frame_id, frame.data.shape)
+
+Pipelines: ``EdgeApp`` (alias ``System``), node classes, and ``edgeflow.run(system1, system2, ...)`` to run
+several Systems in one launch (``run_all`` is the same function).
 """
 
 from edgeflow import _fast  # noqa: F401  (fails with one sentence when the compiled core is not built)
@@ -17,8 +20,8 @@ from edgeflow.errors import (BackpressureTimeout, BrokenResourceError, ClosedRes
                              WriterGone)
 from edgeflow.comms import DualRedisBroker, RedisBroker
 from edgeflow.frame import Frame
-from edgeflow.graph import EdgeApp, System
-from edgeflow.nodes import (ConsumerNode, EndOfStream, FusionNode, GatewayNode, Node, ProducerNode,
+from edgeflow.graph import EdgeApp, System, run, run_all
+from edgeflow.nodes import (ConsumerNode, EdgeNode, EndOfStream, FusionNode, GatewayNode, Node, ProducerNode,
                             SinkNode)
 from edgeflow.qos import QoS
 from edgeflow.transport.shm import Loan, Publisher, PublisherStats, Subscriber, SubscriberStats
@@ -26,8 +29,8 @@ from edgeflow.transport.shm import Loan, Publisher, PublisherStats, Subscriber, 
 __version__ = "0.2.0"
 
 __all__ = [
-    "EdgeApp", "System", "RedisBroker", "DualRedisBroker",
-    "Node", "ProducerNode", "ConsumerNode", "SinkNode", "FusionNode", "GatewayNode", "EndOfStream",
+    "EdgeApp", "System", "run", "run_all", "RedisBroker", "DualRedisBroker",
+    "Node", "EdgeNode", "ProducerNode", "ConsumerNode", "SinkNode", "FusionNode", "GatewayNode", "EndOfStream",
     "Publisher", "Subscriber", "Loan", "PublisherStats", "SubscriberStats", "Frame", "QoS",
     "EdgeFlowError", "ConfigError", "GraphError", "NodeError", "TransportError", "ClosedResourceError",
     "BrokenResourceError", "WriterGone", "ReceiveTimeout", "BackpressureTimeout", "FrameTooLarge",

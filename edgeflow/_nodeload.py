@@ -16,11 +16,12 @@ import os
 import re
 import sys
 import types
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from edgeflow.errors import ConfigError, GraphError
-from edgeflow.nodes import KINDS
+from edgeflow.nodes import KINDS, Node
 
 try:
     import tomllib as _toml
@@ -34,7 +35,9 @@ NAME_RULE = "use 1-64 letters, digits, '-' or '_'"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)     # '.' separates parts of shm and Redis names
 PACKAGE = "edgeflow_nodes"                               # parent of every module loaded from a folder
 RUNTIME_KEYS = ("fps", "replicas", "device", "node_port", "group")
-_TOML_KEYS = ("name", "type", *RUNTIME_KEYS, "config")
+_TOML_KEYS = ("name", "type", "description", *RUNTIME_KEYS, "config", "build", "runtime")
+_TOML_TABLES = {"build": ("base", "dependencies"), "runtime": ("gpu",)}   # the original's deploy tables
+DEPLOY_KEYS = ("description", "build", "runtime")   # options that describe the deployment, not the instance
 _RESERVED = frozenset({"replica", "log", "context", "interfaces"})   # attributes the node's runtime owns
 _KIND_LIST = ", ".join(KINDS)
 
@@ -69,15 +72,58 @@ def class_kind(cls: Any) -> str | None:
     return None
 
 
+def is_generic(cls: Any) -> bool:
+    """True for a subclass of the generic ``Node`` (``EdgeNode``) that derives from no kind's base class: its
+    kind comes from ``type=`` (or its ``node_type``)."""
+    return (isinstance(cls, type) and issubclass(cls, Node) and cls is not Node
+            and not any(issubclass(cls, base) for base in KINDS.values()))
+
+
+def is_node_class(cls: Any) -> bool:
+    """A user's node class: one of a kind's base, or a generic Node subclass (not a base class itself)."""
+    return (class_kind(cls) is not None or is_generic(cls)) and cls not in KINDS.values()
+
+
+_MIXED: dict[tuple[type, str], type] = {}
+
+
+def kind_class(cls: type, kind: str) -> type:
+    """The class to instantiate for a node of ``kind``: ``cls`` itself, or for a generic Node subclass a class
+    deriving from ``cls`` and then the kind's base, so the runtime finds the kind's hooks (``process`` calling
+    ``loop``, a gateway's interfaces, a fusion node's matcher settings) while ``cls``'s own methods win.
+    Made once per process and kind (the NodeSpec pickles ``cls``, never this class)."""
+    if not is_generic(cls):
+        return cls
+    key = (cls, kind)
+    if key not in _MIXED:
+        _MIXED[key] = type(cls.__name__, (cls, KINDS[kind]),
+                           {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                            "__doc__": cls.__doc__})
+    return _MIXED[key]
+
+
 def resolve_kind(name: str, cls: type, given: Any) -> str:
-    """The node's kind: the class's, checked against ``type=`` when that was given.
+    """The node's kind: the class's, checked against ``type=`` when that was given; for a generic Node
+    subclass, ``type=`` or else its ``node_type`` class attribute.
 
     Raises:
-        GraphError: an unknown type, a class that is no node class, or a type its base contradicts.
+        GraphError: an unknown type, a class that is no node class, a type its base contradicts, or a generic
+            Node subclass that says no kind.
     """
     if given is not None and given not in KINDS:
         raise _node_error(name, f"unknown type {given!r}{did_you_mean(given, KINDS)} "
                                 f"(expected one of {_KIND_LIST})")
+    if is_generic(cls):
+        declared = getattr(cls, "node_type", "") or None
+        if declared is not None and declared not in KINDS:
+            raise _node_error(name, f"{cls.__name__}.node_type = {declared!r} is not a kind "
+                                    f"(expected one of {_KIND_LIST})")
+        if given is not None and declared is not None and given != declared:
+            raise _node_error(name, f"type={given!r} but {cls.__name__}.node_type is {declared!r}")
+        if given is None and declared is None:
+            raise _node_error(name, f"{cls.__name__} subclasses the generic Node: say its kind with type= "
+                                    f"(node.toml [node] type) as one of {_KIND_LIST}")
+        return given or declared
     kind = class_kind(cls)
     if kind is None:
         bases = ", ".join(base.__name__ for base in KINDS.values())
@@ -136,7 +182,7 @@ def split_options(name: str, kind: str, cls: type, given: dict[str, Any]) -> tup
         GraphError: an invalid value, or an option that would replace a method or runtime attribute.
     """
     for key in given:
-        _check_option_key(name, cls, key)
+        _check_option_key(name, kind_class(cls, kind), key)
     default_fps = getattr(cls, "fps", 30.0) if kind == "producer" else None
     fields = check_fields(name, kind, given.get("fps", default_fps), given.get("replicas", 1),
                           given.get("device"), given.get("node_port"), given.get("group"))
@@ -201,14 +247,62 @@ def _flatten_toml(path: Path, data: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"{path}: 'node' must be a table ([node])")
     if twice := sorted(table.keys() & data.keys()):
         raise ConfigError(f"{path}: {twice[0]!r} is set both at the top level and in [node]")
+    if nested := sorted(key for key in table if key in ("config", *_TOML_TABLES)):
+        raise ConfigError(f"{path}: [{nested[0]}] is a table of its own, not a key of [node]")
     data = {**table, **data}
+    node_keys = [key for key in _TOML_KEYS if key not in ("config", *_TOML_TABLES)]
     for key in data:
         if key not in _TOML_KEYS:
             raise ConfigError(f"{path}: unknown key {key!r}{did_you_mean(key, _TOML_KEYS)} "
-                              f"(node keys: {', '.join(_TOML_KEYS[:-1])}; anything else goes in [config])")
+                              f"(node keys: {', '.join(node_keys)}; tables: [config], [build], [runtime]; "
+                              "anything else goes in [config])")
     if not isinstance(data.get("config", {}), dict):
         raise ConfigError(f"{path}: 'config' must be a table ([config])")
+    for name, keys in _TOML_TABLES.items():
+        value = data.get(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: '{name}' must be a table ([{name}])")
+        for key in value:
+            if key not in keys:
+                raise ConfigError(f"{path}: unknown key {key!r} in [{name}]{did_you_mean(key, keys)} "
+                                  f"(keys of [{name}]: {', '.join(keys)})")
     return data
+
+
+def deploy_fields(name: str, description: Any, build: Any, runtime: Any) -> dict[str, Any]:
+    """Validate what node.toml's ``[node] description``, ``[build]`` and ``[runtime]`` (or the same keyword
+    options) say about deploying a node; returns NodeSpec's ``description``, ``base_image``, ``dependencies``
+    and ``gpu``.
+
+    Raises:
+        GraphError: naming the node and the bad value.
+    """
+    if description is not None and not isinstance(description, str):
+        raise _node_error(name, f"description must be a string, got {description!r}")
+    build = {} if build is None else build
+    runtime = {} if runtime is None else runtime
+    for table, value, keys in (("build", build, _TOML_TABLES["build"]),
+                               ("runtime", runtime, _TOML_TABLES["runtime"])):
+        if not isinstance(value, Mapping):
+            raise _node_error(name, f"{table} must be a mapping ({{{', '.join(map(repr, keys))}: ...}}), "
+                                    f"got {value!r}")
+        for key in value:
+            if key not in keys:
+                raise _node_error(name, f"unknown {table} key {key!r}{did_you_mean(key, keys)} "
+                                        f"(expected {', '.join(keys)})")
+    base = build.get("base")
+    if base is not None and not (isinstance(base, str) and base.strip() and not any(c.isspace() for c in base)):
+        raise _node_error(name, f"build base must be an image reference such as 'python:3.11-slim', "
+                                f"got {base!r}")
+    deps = build.get("dependencies", ())
+    if isinstance(deps, str) or not isinstance(deps, (list, tuple)) or not all(
+            isinstance(dep, str) and dep.strip() and "\n" not in dep for dep in deps):
+        raise _node_error(name, f"build dependencies must be a list of pip requirement strings, got {deps!r}")
+    gpu = runtime.get("gpu", False)
+    if not isinstance(gpu, bool):
+        raise _node_error(name, f"runtime gpu must be true or false, got {gpu!r}")
+    return {"description": description, "base_image": base, "dependencies": tuple(d.strip() for d in deps),
+            "gpu": gpu}
 
 
 def module_name(folder: str | os.PathLike) -> str:
@@ -254,7 +348,7 @@ def _the_node_class(folder: Path, module: types.ModuleType) -> type:
     prefix = module.__name__
     defined, imported = [], []
     for value in vars(module).values():
-        if class_kind(value) is None or value in KINDS.values() or value in defined + imported:
+        if not is_node_class(value) or value in defined + imported:
             continue
         inside = value.__module__ == prefix or value.__module__.startswith(prefix + ".")
         (defined if inside else imported).append(value)

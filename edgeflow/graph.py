@@ -28,7 +28,7 @@ from edgeflow.errors import ConfigError, GraphError
 from edgeflow.qos import QoS
 
 __all__ = ["EdgeApp", "System", "Graph", "NodeSpec", "EdgeSpec", "NodeHandle", "Linker", "CODECS",
-           "DEFAULT_MAX_LAG"]
+           "DEFAULT_MAX_LAG", "run", "run_all"]
 
 CODECS = ("jpeg", "png", "lz4")
 """Codecs a link may ask for; None (the default) sends arrays raw."""
@@ -90,6 +90,11 @@ class NodeSpec:
         options: every option given, the fields above included (read-only); they become instance attributes.
         class_ref: the node class (pickled by reference), or None for a folder node.
         folder: the folder node's absolute path, or None.
+        description: node.toml's ``[node] description`` (or ``description=``), or None.
+        base_image: node.toml's ``[build] base``: the image ``edgeflow deploy`` builds this node's image from,
+            or None (the default image).
+        dependencies: node.toml's ``[build] dependencies``: pip requirements installed into that image.
+        gpu: node.toml's ``[runtime] gpu``: deploy asks for one ``nvidia.com/gpu`` for the node's container.
 
     Raises:
         GraphError: on construction, naming the node, for an invalid field.
@@ -106,10 +111,17 @@ class NodeSpec:
     options: Mapping[str, Any] = field(default_factory=_FrozenMap, hash=False)
     class_ref: type | None = None
     folder: str | None = None
+    description: str | None = None
+    base_image: str | None = None
+    dependencies: tuple[str, ...] = ()
+    gpu: bool = False
 
     def __post_init__(self) -> None:
         fields = _nodeload.check_fields(self.name, self.kind, self.fps, self.replicas, self.device,
                                         self.node_port, self.group)
+        fields.update(_nodeload.deploy_fields(self.name, self.description,
+                                              {"base": self.base_image, "dependencies": self.dependencies},
+                                              {"gpu": self.gpu}))
         for key, value in fields.items():
             object.__setattr__(self, key, value)     # frozen: normalise through object.__setattr__
         object.__setattr__(self, "config", _FrozenMap(self.config))
@@ -120,13 +132,13 @@ class NodeSpec:
     def load_class(self) -> type:
         """The node class: ``class_ref``, or the folder's package imported from its absolute path under a
         stable module name (cached in sys.modules); this works in a child process that never ran main.py.
+        A generic ``Node`` subclass comes back combined with its kind's base (see ``_nodeload.kind_class``).
 
         Raises:
             ConfigError: the folder no longer holds exactly one node class, or importing it failed.
         """
-        if self.class_ref is not None:
-            return self.class_ref
-        return _nodeload.load_folder_class(self.folder)
+        cls = self.class_ref if self.class_ref is not None else _nodeload.load_folder_class(self.folder)
+        return _nodeload.kind_class(cls, self.kind)
 
     def make_instance(self, replica: int = 0) -> Any:
         """A new node object: ``cls(name=self.name, **self.options)`` with ``.replica`` set.
@@ -139,10 +151,19 @@ class NodeSpec:
         return node
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able: name, type, replicas, device, fps, node_port, group, config (odd values as repr)."""
+        """JSON-able: name, type, replicas, device, fps, node_port, group, config (odd values as repr),
+        description, build (``{"base", "dependencies"}``) and gpu."""
         return {"name": self.name, "type": self.kind, "replicas": self.replicas, "device": self.device,
                 "fps": self.fps, "node_port": self.node_port, "group": self.group,
-                "config": _jsonable(self.config)}
+                "config": _jsonable(self.config), "description": self.description,
+                "build": {"base": self.base_image, "dependencies": list(self.dependencies)}, "gpu": self.gpu}
+
+    def same_node(self, other: NodeSpec) -> bool:
+        """True when ``other`` defines the same node: same name, kind and class or folder, and the same options
+        (or one of them gave none, as a second ``sys.node("nodes/camera")`` that only refers to it)."""
+        return (self.name == other.name and self.kind == other.kind and self.class_ref is other.class_ref
+                and self.folder == other.folder
+                and (self == other or not self.options or not other.options))
 
 
 @dataclass(frozen=True)
@@ -254,10 +275,12 @@ class NodeHandle:
 
     Attributes:
         name: the node's name. app: the name of the app it was registered in.
+        spec: the NodeSpec it stands for (so another System can ``share()`` it).
     """
 
     name: str
     app: str
+    spec: NodeSpec | None = field(default=None, compare=False, repr=False)
 
 
 _End = Union[str, NodeHandle, type]
@@ -310,9 +333,11 @@ class EdgeApp:
     Args:
         name: 1-64 letters, digits, '-' or '_' (it prefixes shared-memory and Redis names).
         broker: None (one host, shared memory only), a RedisBroker or a DualRedisBroker for cross-host links.
+        broker_config: the original EdgeFlow's ``{"host": ..., "port": ...}`` instead of ``broker``: a
+            RedisBroker with that address.
 
     Raises:
-        ConfigError: an invalid name or broker.
+        ConfigError: an invalid name or broker, or both broker and broker_config.
 
     Example:
         app = EdgeApp("my-robot", broker=RedisBroker())
@@ -329,7 +354,10 @@ class EdgeApp:
             app.run()
     """
 
-    def __init__(self, name: str, broker: RedisBroker | DualRedisBroker | None = None) -> None:
+    def __init__(self, name: str, broker: RedisBroker | DualRedisBroker | None = None, *,
+                 broker_config: Mapping[str, Any] | None = None) -> None:
+        if broker_config is not None:
+            broker = _broker_from_config(name, broker, broker_config)
         _check_app(name, broker)
         self.name = name
         self.broker = broker
@@ -372,6 +400,31 @@ class EdgeApp:
             return self._handle(self._register(_nodeload.load_folder_class(folder), folder, options))
         raise ConfigError(f"node() takes a folder path, a node class or keyword arguments, got {target!r}")
 
+    def share(self, handle: NodeHandle) -> NodeHandle:
+        """Add a node of another System to this one (the original EdgeFlow's ``System.share``): this System's
+        links may then use it, and ``edgeflow.run(a, b)`` runs it once for both.
+
+        Args:
+            handle: what the other System's ``node()`` returned.
+
+        Returns:
+            A handle of the node in this System.
+
+        Raises:
+            GraphError: not a handle from ``node()``, or this System has a different node of that name.
+        """
+        if not isinstance(handle, NodeHandle) or handle.spec is None:
+            raise GraphError(f"share() takes the handle another System's node() returned, got {handle!r}")
+        spec = handle.spec
+        mine = self._specs.get(spec.name)
+        if mine is not None and not mine.same_node(spec):
+            raise GraphError(f"node {spec.name!r}: share() from system {handle.app!r}, but system "
+                             f"{self.name!r} already has a different node of that name", node=spec.name)
+        if mine is None or not mine.options:
+            self._specs[spec.name] = spec
+            self._classes[spec.name] = spec.class_ref or _nodeload.load_folder_class(spec.folder)
+        return self._handle(self._specs[spec.name])
+
     def link(self, source: _End) -> Linker:
         """Start a link from source: a node name, the handle node() returned, or a registered node class.
 
@@ -403,13 +456,7 @@ class EdgeApp:
         Args:
             argv: command-line arguments; None reads sys.argv.
         """
-        if _run_hook is not None:
-            return _run_hook(self, argv)
-        from edgeflow.runtime import launcher      # imported here: the graph layer never imports the runtime
-        code = launcher.run_app(self, argv)
-        if code:
-            raise SystemExit(code)                 # `python main.py` exits non-zero when the run failed
-        return code
+        return _launch(self, argv)
 
     def start(self, *, frames: int | None = None, duration: float | None = None) -> Any:
         """Start every node on this host in the background and return the running app.
@@ -445,15 +492,16 @@ class EdgeApp:
         if name in self._specs:
             raise GraphError(f"node {name!r}: duplicate node name (already registered)", node=name)
         kind = _nodeload.resolve_kind(name, cls, given.pop("type", None))
+        deploy = _nodeload.deploy_fields(name, *(given.pop(key, None) for key in _nodeload.DEPLOY_KEYS))
         fields, config, opts = _nodeload.split_options(name, kind, cls, given)
         spec = NodeSpec(name=name, kind=kind, **fields, config=config, options=opts,
-                        class_ref=None if folder else cls, folder=str(folder) if folder else None)
+                        class_ref=None if folder else cls, folder=str(folder) if folder else None, **deploy)
         self._specs[name] = spec
         self._classes[name] = cls
         return spec
 
     def _handle(self, spec: NodeSpec) -> NodeHandle:
-        return NodeHandle(spec.name, self.name)
+        return NodeHandle(spec.name, self.name, spec)
 
     # -- links -----------------------------------------------------------------------------------------------
     def _add_link(self, source: _End, target: _End, qos: Any, channel: Any, codec: Any, max_lag: Any) -> None:
@@ -472,21 +520,28 @@ class EdgeApp:
             return names[0] if len(names) == 1 else end.__name__
         return end.name if isinstance(end, NodeHandle) else end
 
-    def _resolve(self, link: _PendingLink) -> EdgeSpec:
+    def _resolve(self, link: _PendingLink, specs: Mapping[str, NodeSpec] | None = None) -> EdgeSpec:
+        """The link as an EdgeSpec; ``specs``: the nodes to resolve against (a merged run's, else this app's)."""
+        specs = self._specs if specs is None else specs
         shown = (self._display(link.source), self._display(link.target))
-        source, target = self._name_of(link.source, shown), self._name_of(link.target, shown)
+        source, target = self._name_of(link.source, shown, specs), self._name_of(link.target, shown, specs)
         qos = link.qos
         if qos is _DEFAULT:
-            spec = self._specs.get(target)
+            spec = specs.get(target)
             qos = QoS.DURABLE if spec is not None and spec.kind == "sink" else QoS.REALTIME
         return EdgeSpec(source, target, qos, link.channel, link.codec, link.max_lag)
 
-    def _name_of(self, end: _End, shown: tuple[str, str]) -> str:
+    def _name_of(self, end: _End, shown: tuple[str, str], specs: Mapping[str, NodeSpec]) -> str:
         text = f"link {shown[0]} -> {shown[1]}"
         if isinstance(end, str):
             return end
         if isinstance(end, NodeHandle):
-            if end.app != self.name:
+            known = specs.get(end.name)
+            # another System's handle is fine once that very node is here too (share(), the same folder); in a
+            # merged run a bare reference and the definition with options are one node
+            foreign_ok = known is not None and (end.spec is None or known == end.spec
+                                                or (specs is not self._specs and known.same_node(end.spec)))
+            if end.app != self.name and not foreign_ok:
                 raise GraphError(f"{text}: {end.name!r} is a node of app {end.app!r}, not {self.name!r}",
                                  node=end.name, link=shown)
             return end.name
@@ -504,6 +559,52 @@ System = EdgeApp
 """The original EdgeFlow's name for EdgeApp (seed 001's folder style): the same class."""
 
 
+def run(*systems: EdgeApp, argv: list[str] | None = None) -> Any:
+    """Run one or several Systems in one launch (the original EdgeFlow's ``edgeflow.run(sys1, sys2)``).
+
+    Their nodes (unique by name: the same folder or class under one name in two Systems, or one ``share()``d,
+    is one node) and links are merged into one graph (see ``edgeflow._merge``) under one supervisor; Ctrl-C
+    stops all. The merged app takes the first System's name. ``python main.py --node X`` runs one node of it.
+
+    Raises:
+        GraphError: no Systems, or two of them define one name differently (one line naming both).
+    """
+    from edgeflow import _merge
+    return _launch(_merge.AppSet(systems), argv)
+
+
+run_all = run
+"""Another name of ``run`` (the original EdgeFlow had both)."""
+
+
+def _launch(app: Any, argv: list[str] | None) -> Any:
+    """``app.run()``'s body, for an EdgeApp and for merged Systems alike."""
+    if _reimported_by_spawn():
+        # a node process re-imports main.py as __mp_main__; an unguarded module-level run() must not start
+        # the app again in there (it would spawn node processes of its own, without end)
+        return None
+    if _run_hook is not None:
+        return _run_hook(app, argv)
+    from edgeflow.runtime import launcher      # imported here: the graph layer never imports the runtime
+    code = launcher.run_app(app, argv)
+    if code:
+        raise SystemExit(code)                 # `python main.py` exits non-zero when the run failed
+    return code
+
+
+def _reimported_by_spawn() -> bool:
+    """True while multiprocessing's "spawn" start method re-runs the parent's main script in a child, under
+    the name ``__mp_main__``: a module-level frame of that module is on the stack. A genuine run (``python
+    main.py``, ``--node X``, ``edgeflow run``) runs the script as ``__main__``, and a function of main.py called
+    later in a child has no module-level frame of it below, so neither is mistaken for a re-import."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 # -- helpers -------------------------------------------------------------------------------------------------
 
 def _check_app(name: Any, broker: Any) -> None:
@@ -513,6 +614,17 @@ def _check_app(name: Any, broker: Any) -> None:
         hint = " (wrap a URL: RedisBroker(url))" if isinstance(broker, str) else ""
         raise ConfigError(f"app {name!r}: broker must be None, a RedisBroker or a DualRedisBroker, "
                           f"got {type(broker).__name__}{hint}")
+
+
+def _broker_from_config(app: Any, broker: Any, config: Any) -> RedisBroker:
+    """The original's ``System(name, broker_config={"host": ..., "port": ...})`` as a RedisBroker."""
+    if broker is not None:
+        raise ConfigError(f"app {app!r}: give broker or broker_config, not both")
+    if not isinstance(config, Mapping) or set(config) - {"host", "port", "password", "db"}:
+        raise ConfigError(f"app {app!r}: broker_config must be a mapping of host, port (password, db), "
+                          f"got {config!r}")
+    return RedisBroker(host=config.get("host"), port=config.get("port"), password=config.get("password"),
+                       db=config.get("db", 0))
 
 
 def _merge_options(folder: Path | None, options: dict[str, Any]) -> dict[str, Any]:

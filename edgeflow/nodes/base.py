@@ -8,6 +8,8 @@ memory, Redis or TCP, in one process or spread across hosts.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,15 +28,31 @@ class Node:
     ``node.toml``) become attributes before ``setup()`` runs, e.g. ``self.fps``; all of them are also in
     ``self.config``.
 
-    Attributes set by the runtime: ``name`` (the node's name), ``replica`` (0..replicas-1), ``log`` (a logger
-    named after the node), ``context`` (the runtime's side: outputs, the frame being processed, statistics).
+    Attributes set by the runtime: ``name`` (the node's name), ``replica`` (0..replicas-1), ``hostname`` (the
+    host or Pod the node runs on: ``$HOSTNAME``, else ``socket.gethostname()``; set before ``setup()``), ``log``
+    (a logger named after the node), ``context`` (the runtime's side: outputs, the frame being processed,
+    statistics).
+
+    ``Node`` itself is the generic base (the original EdgeFlow's ``EdgeNode``): a direct subclass says its kind
+    with ``type=`` (``@app.node(type="consumer")``, ``sys.node(..., type=...)``, node.toml ``[node] type``) or a
+    ``node_type`` class attribute, and gets that kind's hooks.
     """
 
     node_kind: ClassVar[str] = ""
+    node_type: ClassVar[str] = ""    # the original EdgeFlow's name of node_kind; a generic Node may set it
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # a kind's base class (ProducerNode, GatewayNode, ...) sets node_kind: node_type follows it, so code
+        # written for the original, which read node_type, sees the same kind
+        if "node_kind" in vars(cls) and "node_type" not in vars(cls):
+            cls.node_type = cls.node_kind
 
     def __init__(self, name: str | None = None, **config: Any) -> None:
         self.name = name or type(self).__name__.lower()
         self.replica = 0
+        # the original's nodes had it; in a Pod HOSTNAME is the Pod's name, which is what logs want
+        self.hostname = os.environ.get("HOSTNAME") or socket.gethostname()
         self.config = dict(config)
         for key, value in config.items():
             setattr(self, key, value)
@@ -87,7 +105,7 @@ class ProducerNode(Node):
 
     def loop(self) -> Any:
         """Alias of ``produce()``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement produce()")
+        raise NotImplementedError(f"{type(self).__name__} must implement produce() or loop()")
 
 
 class ConsumerNode(Node):
@@ -105,17 +123,22 @@ class ConsumerNode(Node):
 
     def loop(self, data: Any) -> Any:
         """Alias of ``process()``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement process(data)")
+        raise NotImplementedError(f"{type(self).__name__} must implement process(data) or loop(data)")
 
 
 class SinkNode(Node):
-    """Consumes frames with no output: ``consume(data)``. Its inputs are DURABLE unless a link says otherwise."""
+    """Consumes frames with no output: ``consume(data)`` (or ``loop(data)``, the original's name). Its inputs are
+    DURABLE unless a link says otherwise."""
 
     node_kind: ClassVar[str] = "sink"
 
     def consume(self, data: Any) -> None:
         """Handle one input payload."""
-        raise NotImplementedError(f"{type(self).__name__} must implement consume(data)")
+        self.loop(data)
+
+    def loop(self, data: Any) -> None:
+        """Alias of ``consume()`` (the original EdgeFlow's SinkNode hook)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement consume(data) or loop(data)")
 
 
 class FusionNode(Node):
@@ -136,4 +159,12 @@ class FusionNode(Node):
 
     def process(self, frames: list) -> Any:
         """Return the output for one matched set of frames."""
-        raise NotImplementedError(f"{type(self).__name__} must implement process(frames)")
+        return self.loop(frames)
+
+    def loop(self, frames: list) -> Any:
+        """Alias of ``process()`` (the original EdgeFlow's FusionNode hook)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement process(frames) or loop(frames)")
+
+
+EdgeNode = Node
+"""The original EdgeFlow's name of the generic node base class."""

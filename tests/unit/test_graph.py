@@ -488,7 +488,8 @@ def test_class_ends_must_name_exactly_one_node():
 
 
 def test_a_handle_from_another_app_is_refused():
-    other = EdgeApp("other").node(FakeCamera, name="cam")
+    # a different node of the same name (fps differs); the same node would be fine (see test_share_*)
+    other = EdgeApp("other").node(FakeCamera, name="cam", fps=5)
     app = build({"cam": FakeCamera, "det": GpuProcessor})
     app.link(other).to("det")
     with pytest.raises(GraphError) as info:
@@ -577,7 +578,9 @@ def test_to_dict_is_json_and_keeps_secrets_out():
     data = json.loads(json.dumps(graph.to_dict()))
     assert data["app"] == "demo" and data["broker"] == {"kind": "redis", "url": "redis://:***@redis:6379/0"}
     assert data["nodes"][2] == {"name": "lidar", "type": "producer", "replicas": 1, "device": None,
-                                "fps": 10.0, "node_port": None, "group": None, "config": {}}
+                                "fps": 10.0, "node_port": None, "group": None, "config": {},
+                                "description": None, "build": {"base": None, "dependencies": []},
+                                "gpu": False}
     plain = {"channel": None, "codec": None, "max_lag": None}
     assert data["edges"] == [
         {"source": "cam", "target": "fuse", "qos": "REALTIME", **plain},
@@ -684,8 +687,14 @@ def test_folder_must_be_a_package(tmp_path):
 
 
 @pytest.mark.parametrize("toml, message", [
-    ("replica = 2\n", "unknown key 'replica' (did you mean 'replicas'?) (node keys: name, type, fps, "
-                      "replicas, device, node_port, group; anything else goes in [config])"),
+    ("replica = 2\n", "unknown key 'replica' (did you mean 'replicas'?) (node keys: name, type, description, "
+                      "fps, replicas, device, node_port, group; tables: [config], [build], [runtime]; anything "
+                      "else goes in [config])"),
+    ("[build]\nimage = 'x'\n", "unknown key 'image' in [build] (keys of [build]: base, dependencies)"),
+    ("[runtime]\ngpus = true\n", "unknown key 'gpus' in [runtime] (did you mean 'gpu'?) (keys of [runtime]: gpu)"),
+    ("[deploy]\ngpu = true\n", "unknown key 'deploy' "),
+    ("build = 3\n", "'build' must be a table ([build])"),
+    ("[node]\nbuild = {base = 'x'}\n", "[build] is a table of its own, not a key of [node]"),
     ("fps = \n", "invalid TOML: "),
     ("config = 3\n", "'config' must be a table ([config])"),
     ('type = "sink"\n[node]\ntype = "sink"\n', "'type' is set both at the top level and in [node]"),
