@@ -5,7 +5,8 @@ the consumer child has received and checked it (``Session.roundtrip``; ``Session
 rounds).
 The one-way percentiles and the throughput of the same session, measured as `edgeflow bench` does, are in each
 benchmark's ``extra_info`` (``--benchmark-json``). Benchmarks are grouped by frame size, so edgeflow and the
-baselines of one size sit in one table. ``EDGEFLOW_BENCH_QUICK=1`` runs the small configuration.
+baselines of one size sit in one table. ``EDGEFLOW_BENCH_QUICK=1`` runs the small configuration;
+``EDGEFLOW_BENCH_FAST=1`` (or ``--benchmark-disable``, see conftest.py) one size with tiny counts, each body once.
 
 Every benchmark fails on a wrong answer: the consumer checks each frame's index, kind, size, tail marker and
 frame_id, and a case that delivers every frame must deliver exactly the frames sent.
@@ -18,35 +19,44 @@ import os
 import numpy as np
 import pytest
 
-from edgeflow.runtime import bench
+from edgeflow.bench import ring
+from edgeflow.bench.children import live_children
+from edgeflow.bench.floors import SemPingPong
+from edgeflow.bench.payload import SIZES, make_frame, parse_size
+from edgeflow.bench.results import BenchConfig
 
-CFG = (bench.BenchConfig.quick() if os.environ.get("EDGEFLOW_BENCH_QUICK") == "1"
-       else bench.BenchConfig(latency_n=300, warmup_n=30, burst_s=0.25))
-TWO_PROCESS = [*bench.EDGEFLOW_CASES, *bench.BASELINE_CASES]
+FAST = os.environ.get("EDGEFLOW_BENCH_FAST") == "1"
+if FAST:          # checks that every body still runs: one frame size (the code path is the same at each)
+    CFG, RUN_SIZES = BenchConfig.quick(latency_n=20, warmup_n=3, burst_n=200, burst_s=0.05), ("640x480x3",)
+elif os.environ.get("EDGEFLOW_BENCH_QUICK") == "1":
+    CFG, RUN_SIZES = BenchConfig.quick(), SIZES
+else:
+    CFG, RUN_SIZES = BenchConfig(latency_n=300, warmup_n=30, burst_s=0.25), SIZES
+TWO_PROCESS = [*ring.EDGEFLOW_CASES, *ring.BASELINE_CASES]
 
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind():
     """After each benchmark: no /dev/shm segment of this process's bench app and no child process."""
     yield
-    segments, children = bench.leftover_segments(), bench.live_children()
+    segments, children = ring.leftover_segments(), live_children()
     assert not segments, f"segments left behind: {segments}"
     assert not children, f"child processes left behind: {children}"
 
 
 def _skip_if_missing(case_id: str) -> None:
-    if case_id in bench.EDGEFLOW_CASES and (why := bench.edgeflow_missing()):
+    if case_id in ring.EDGEFLOW_CASES and (why := ring.edgeflow_missing()):
         pytest.skip(why)
-    if case_id == "zmq" and (why := bench.zmq_missing()):
+    if case_id == "zmq" and (why := ring.zmq_missing()):
         pytest.skip(why)
 
 
-@pytest.mark.parametrize("size", bench.SIZES)
+@pytest.mark.parametrize("size", RUN_SIZES)
 @pytest.mark.parametrize("case_id", TWO_PROCESS)
 def test_two_process_roundtrip(benchmark, case_id: str, size: str) -> None:
     _skip_if_missing(case_id)
     benchmark.group = f"ring {size}"
-    with bench.open_session(case_id, size, CFG) as session:
+    with ring.open_session(case_id, size, CFG) as session:
         session.warmup()
         benchmark.pedantic(session.roundtrip, setup=session.pace, rounds=CFG.latency_n, iterations=1)
         session.collect()
@@ -54,7 +64,7 @@ def test_two_process_roundtrip(benchmark, case_id: str, size: str) -> None:
     result = session.result()
     benchmark.extra_info.update(result.to_dict())
     assert result.error is None, result.error
-    assert result.n == CFG.latency_n
+    assert result.n == (1 if benchmark.disabled else CFG.latency_n)    # disabled: the body runs once
     assert 0 < result.p50_us <= result.p99_us <= result.p999_us
     assert result.burst_received > 0
     if case_id not in ("rt-loan", "rt-publish"):          # REALTIME is latest-wins: it may drop
@@ -63,8 +73,8 @@ def test_two_process_roundtrip(benchmark, case_id: str, size: str) -> None:
 
 def test_semaphore_floor(benchmark) -> None:
     benchmark.group = "floor"
-    warm, rounds = CFG.warmup_n, CFG.latency_n
-    with bench.SemPingPong(CFG, warm + rounds) as floor:
+    warm, rounds = (0, 1) if benchmark.disabled else (CFG.warmup_n, CFG.latency_n)   # the child counts pings
+    with SemPingPong(CFG, warm + rounds) as floor:
         benchmark.pedantic(floor.roundtrip, setup=floor.pace, rounds=rounds, warmup_rounds=warm, iterations=1)
         one_way = floor.one_way_us()[warm:]
     p50, p99, p999 = np.percentile(one_way, [50, 99, 99.9])
@@ -72,11 +82,11 @@ def test_semaphore_floor(benchmark) -> None:
     assert len(one_way) == rounds and min(one_way) > 0
 
 
-@pytest.mark.parametrize("size", bench.SIZES)
+@pytest.mark.parametrize("size", RUN_SIZES)
 def test_memcpy_floor(benchmark, size: str) -> None:
     benchmark.group = f"ring {size}"
-    src = bench.make_frame(bench.parse_size(size), idx=7)
+    src = make_frame(parse_size(size), idx=7)
     dst = np.empty_like(src)
-    dst.fill(1)                                            # pre-faulted, as in bench.bench_memcpy
+    dst.fill(1)                                            # pre-faulted, as in floors.bench_memcpy
     benchmark(np.copyto, dst, src)
     assert np.array_equal(dst, src)

@@ -5,7 +5,7 @@
 Prints the table, the ratios to the baselines and the target checks of issue 3 (PASS / MISS with the
 measured ratio). Progress goes to stderr. Exits 1 when a case failed (a wrong frame, a dead consumer, a
 leftover segment or child), 2 on a bad flag; a missed target is a figure, not a failure. The workloads live in
-edgeflow/runtime/bench.py, which `edgeflow bench` reuses.
+edgeflow/bench/ (edgeflow.bench.ring), which `edgeflow bench` reuses.
 """
 
 from __future__ import annotations
@@ -22,24 +22,26 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))             # a checkout not pip-installed; spawned children inherit it
 
 from edgeflow.errors import ConfigError  # noqa: E402
-from edgeflow.runtime import bench, benchtable  # noqa: E402
+from edgeflow.bench import ring, table  # noqa: E402
+from edgeflow.bench.payload import SIZES  # noqa: E402
+from edgeflow.bench.results import BenchConfig, BenchResult  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="few samples: checks that every case works")
     p.add_argument("--json", action="store_true", help="print results and target checks as JSON")
-    p.add_argument("--sizes", default=",".join(bench.SIZES), help="comma-separated: BYTES or WxH[xC]")
-    p.add_argument("--cases", default=",".join(bench.CASE_IDS),
-                   help=f"comma-separated, of {', '.join(bench.CASE_IDS)}")
+    p.add_argument("--sizes", default=",".join(SIZES), help="comma-separated: BYTES or WxH[xC]")
+    p.add_argument("--cases", default=",".join(ring.CASE_IDS),
+                   help=f"comma-separated, of {', '.join(ring.CASE_IDS)}")
     p.add_argument("--pace-ms", type=float, help="interval between latency sends (default 2)")
     p.add_argument("-n", "--latency-n", type=int, help="paced latency samples per case")
     p.add_argument("--loan-fill", action="store_true", help="loan cases copy a whole frame into the slot")
     return p.parse_args(argv)
 
 
-def config(args: argparse.Namespace) -> bench.BenchConfig:
-    cfg = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()
+def config(args: argparse.Namespace) -> BenchConfig:
+    cfg = BenchConfig.quick() if args.quick else BenchConfig()
     changes = {"loan_fill": args.loan_fill}
     if args.pace_ms is not None:
         changes["pace_s"] = args.pace_ms / 1000
@@ -48,7 +50,7 @@ def config(args: argparse.Namespace) -> bench.BenchConfig:
     return dataclasses.replace(cfg, **changes)
 
 
-def progress(result: bench.BenchResult) -> None:
+def progress(result: BenchResult) -> None:
     state = f"skipped ({result.skipped})" if result.skipped else "ERROR" if result.error else (
         f"p50 {result.p50_us:,.1f} us" if result.p50_us is not None else "")
     print(f"  {result.case} {result.size}: {state}", file=sys.stderr, flush=True)
@@ -61,23 +63,23 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
         cases = [c.strip() for c in args.cases.split(",") if c.strip()]
         started, load_before = time.monotonic(), os.getloadavg()[0]
-        results = bench.run_all(sizes, cases, cfg, on_result=progress)
+        results = ring.run_all(sizes, cases, cfg, on_result=progress)
     except ConfigError as exc:
         print(f"run_ring: {exc}", file=sys.stderr)
         return 2
     run = {"seconds": round(time.monotonic() - started, 1), "load_before": load_before,
            "load_after": os.getloadavg()[0]}
-    checks = benchtable.check_targets(results)
+    checks = table.check_targets(results)
     if args.json:
-        print(benchtable.to_json(results, checks, cfg, run=run))
+        print(table.to_json(results, checks, cfg, run=run))
     else:
-        print(benchtable.describe_run(cfg, run))
+        print(table.describe_run(cfg, run))
         print()
-        print(benchtable.format_table(results))
+        print(table.format_table(results))
         print()
-        print(benchtable.format_ratios(results))
+        print(table.format_ratios(results))
         print()
-        print(benchtable.format_targets(checks))
+        print(table.format_targets(checks))
     return 1 if any(r.error for r in results) else 0
 
 

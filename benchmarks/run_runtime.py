@@ -6,7 +6,7 @@ Prints the latency table (raw ring cases and node cases of the same run, 1920x10
 frame and hop, 640x480x3), the startup table, and the target checks of issue 4 (PASS / MISS with the measured
 ratio). Progress goes to stderr. Exits 1 when a case failed (a wrong frame, a dead node, a leftover segment or
 process), 2 on a bad flag; a missed target is a figure, not a failure. The workloads live in
-edgeflow/runtime/benchnodes.py; the raw cases are bench.py's.
+edgeflow/bench/runtime.py (nodes: edgeflow/bench/nodes.py); the raw cases are edgeflow/bench/ring.py's.
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))             # a checkout that is not pip-installed; spawned children inherit
 
 from edgeflow.errors import ConfigError  # noqa: E402
-from edgeflow.runtime import bench, benchnodes, benchtable  # noqa: E402
-from edgeflow.runtime.benchnodes import CpuResult, RuntimeRun, StartupResult  # noqa: E402
-from edgeflow.runtime.benchtable import TargetCheck  # noqa: E402
+from edgeflow.bench import nodes, runtime, startup, table  # noqa: E402
+from edgeflow.bench.ring import EDGEFLOW_CASES  # noqa: E402
+from edgeflow.bench.runtime import CpuResult, RuntimeRun  # noqa: E402
+from edgeflow.bench.startup import StartupResult  # noqa: E402
+from edgeflow.bench.table import TargetCheck  # noqa: E402
 
 LEGEND = """\
 latency: one-way, capture time -> the consumer holding the frame, 1920x1080x3. A raw case and its node case
-  take turns in rounds of frames at the same pace, so both see the same load. Raw cases (bench.py): the
+  take turns in rounds of frames at the same pace, so both see the same load. Raw cases (bench/ring.py): the
   producer stamps time.time() just before loan/publish, the consumer reads Frame.timestamp after recv. Node
   cases: the runtime stamps Frame.timestamp (the loan's time for self.output(), the publish time for a
   returned array); the consumer node computes time.time() - self.current_frame.timestamp on entry to
@@ -53,8 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def config(args: argparse.Namespace) -> benchnodes.RuntimeConfig:
-    cfg = benchnodes.RuntimeConfig.quick() if args.quick else benchnodes.RuntimeConfig()
+def config(args: argparse.Namespace) -> runtime.RuntimeConfig:
+    cfg = runtime.RuntimeConfig.quick() if args.quick else runtime.RuntimeConfig()
     changes = {key: value for key, value in (("latency_n", args.latency_n), ("fps", args.fps),
                                              ("cpu_frames", args.cpu_frames),
                                              ("startup_runs", args.startup_runs)) if value is not None}
@@ -82,19 +84,19 @@ def _aligned(rows: list[list[str]], right: set[int]) -> list[str]:
 def latency_ratios(run: RuntimeRun) -> list[str]:
     """One line per node case: its p50 and p99 as multiples of the raw case it is measured against."""
     lines = []
-    for qos, modes in benchnodes.RAW_FOR_MODE.items():
+    for qos, modes in runtime.RAW_FOR_MODE.items():
         for mode, case_id in modes.items():
-            node = benchtable.find(run.latency, benchnodes.node_case(qos, mode), benchnodes.LATENCY_SIZE)
-            raw = benchtable.find(run.latency, bench.EDGEFLOW_CASES[case_id][0], benchnodes.LATENCY_SIZE)
+            node = table.find(run.latency, runtime.node_case(qos, mode), nodes.LATENCY_SIZE)
+            raw = table.find(run.latency, EDGEFLOW_CASES[case_id][0], nodes.LATENCY_SIZE)
             if node and raw:
-                lines.append(f"  {node.case} / {raw.case}: p50 {benchtable._times(node.p50_us, raw.p50_us)}, "
-                             f"p99 {benchtable._times(node.p99_us, raw.p99_us)}")
+                lines.append(f"  {node.case} / {raw.case}: p50 {table.format_times(node.p50_us, raw.p50_us)}, "
+                             f"p99 {table.format_times(node.p99_us, raw.p99_us)}")
     return lines
 
 
 def format_cpu(results: Sequence[CpuResult]) -> str:
     """The CPU table: µs and sleeps per frame of each process, their sum per frame and hop, ratio to raw."""
-    raw = next((r for r in results if r.case == benchnodes.RAW_CPU_CASES[1] and r.ok), None)
+    raw = next((r for r in results if r.case == runtime.RAW_CPU_CASES[1] and r.ok), None)
     rows = [["case", "size", "hops", "frames", "us/frame/hop", "vs raw", "each round",
              "per process: CPU us/frame (sleeps/frame)"]]
     for r in results:
@@ -104,8 +106,8 @@ def format_cpu(results: Sequence[CpuResult]) -> str:
         parts = ", ".join(f"{who} {us:.1f} ({r.sleeps.get(who, float('nan')):.2f})"
                           for who, us in r.per_process_us.items())
         rows.append([r.case, r.size, str(r.hops), f"{len(r.runs_us)}x{r.frames}",
-                     benchtable._num(r.per_frame_hop_us),
-                     benchtable._times(r.per_frame_hop_us, raw.per_frame_hop_us if raw else None),
+                     table.format_number(r.per_frame_hop_us),
+                     table.format_times(r.per_frame_hop_us, raw.per_frame_hop_us if raw else None),
                      " ".join(f"{us:.1f}" for us in r.runs_us), parts])
     lines = _aligned(rows, {2, 3, 4, 5, 6})
     lines += [f"ERROR {r.case}: {r.error}" for r in results if r.error]
@@ -130,35 +132,35 @@ def format_startup(results: Sequence[StartupResult]) -> str:
 
 def _latency_targets(run: RuntimeRun) -> list[TargetCheck]:
     checks = []
-    for qos, modes in benchnodes.RAW_FOR_MODE.items():
+    for qos, modes in runtime.RAW_FOR_MODE.items():
         for mode, case_id in modes.items():
-            node_case, raw_case = benchnodes.node_case(qos, mode), bench.EDGEFLOW_CASES[case_id][0]
-            node = benchtable.find(run.latency, node_case, benchnodes.LATENCY_SIZE)
-            raw = benchtable.find(run.latency, raw_case, benchnodes.LATENCY_SIZE)
+            node_case, raw_case = runtime.node_case(qos, mode), EDGEFLOW_CASES[case_id][0]
+            node = table.find(run.latency, node_case, nodes.LATENCY_SIZE)
+            raw = table.find(run.latency, raw_case, nodes.LATENCY_SIZE)
             if node is None and raw is None and qos == "DURABLE":
                 continue                                   # --realtime-only
             p50, base = (node.p50_us if node else None), (raw.p50_us if raw else None)
-            checks.append(benchtable._check(f"{node_case} p50 / {raw_case} p50 at {benchnodes.LATENCY_SIZE}",
-                                            benchtable._div(p50, base), 2.0, True,
-                                            f"{benchtable._us(p50)} vs {benchtable._us(base)}"))
+            checks.append(table.target_check(f"{node_case} p50 / {raw_case} p50 at {nodes.LATENCY_SIZE}",
+                                            table.divide(p50, base), 2.0, True,
+                                            f"{table.format_us(p50)} vs {table.format_us(base)}"))
     return checks
 
 
 def _cpu_target(run: RuntimeRun) -> TargetCheck:
     found = {r.case: r.per_frame_hop_us for r in run.cpu if r.ok}
-    node = found.get(benchnodes.NODE_CPU_CASE)
-    raw1, raw2 = (found.get(benchnodes.RAW_CPU_CASES[k]) for k in (1, 2))
+    node = found.get(runtime.NODE_CPU_CASE)
+    raw1, raw2 = (found.get(runtime.RAW_CPU_CASES[k]) for k in (1, 2))
     added = node - raw2 if node is not None and raw2 is not None else None
-    detail = (f"{benchtable._us(node)} per frame and hop; raw Publisher->Subscriber {benchtable._us(raw1)} "
-              f"({benchtable._times(node, raw1)}); raw 3-process chain {benchtable._us(raw2)} "
-              f"({benchtable._times(node, raw2)}: the nodes add {benchtable._us(added)})")
-    return benchtable._check(f"node CPU per frame and hop at {benchnodes.CPU_SIZE} / 50 us budget",
-                             benchtable._div(node, 50.0), 1.0, True, detail)
+    detail = (f"{table.format_us(node)} per frame and hop; raw Publisher->Subscriber {table.format_us(raw1)} "
+              f"({table.format_times(node, raw1)}); raw 3-process chain {table.format_us(raw2)} "
+              f"({table.format_times(node, raw2)}: the nodes add {table.format_us(added)})")
+    return table.target_check(f"node CPU per frame and hop at {nodes.CPU_SIZE} / 50 us budget",
+                             table.divide(node, 50.0), 1.0, True, detail)
 
 
 def _startup_target(run: RuntimeRun) -> TargetCheck:
     found = {r.case: r for r in run.startup if r.ok}
-    start, floor = found.get(benchnodes.STARTUP_CASE), found.get(benchnodes.IMPORT_CASE)
+    start, floor = found.get(startup.STARTUP_CASE), found.get(startup.IMPORT_CASE)
     median = start.median_s if start else None
     detail = "a figure is missing"
     if start:
@@ -166,8 +168,8 @@ def _startup_target(run: RuntimeRun) -> TargetCheck:
                   f"{max(start.runs_s):.2f} s)")
         if floor:
             detail += f"; {median / floor.median_s:.1f}x the import floor ({floor.median_s:.2f} s)"
-    return benchtable._check("python main.py to the first frame at the last node / 2 s budget",
-                             benchtable._div(median, 2.0), 1.0, True, detail)
+    return table.target_check("python main.py to the first frame at the last node / 2 s budget",
+                             table.divide(median, 2.0), 1.0, True, detail)
 
 
 def check_targets(run: RuntimeRun) -> list[TargetCheck]:
@@ -176,24 +178,24 @@ def check_targets(run: RuntimeRun) -> list[TargetCheck]:
 
 
 def format_targets(checks: Sequence[TargetCheck]) -> str:
-    """benchtable's PASS / MISS lines under this benchmark's own heading (its first line names issue 3)."""
+    """edgeflow.bench.table's PASS / MISS lines under this benchmark's own heading (its first line names issue 3)."""
     return "\n".join(["targets (issue 4), measured in this run:",
-                      *benchtable.format_targets(checks).splitlines()[1:]])
+                      *table.format_targets(checks).splitlines()[1:]])
 
 
 # ------------------------------------------------------------------------------------------------ main
 
-def describe(cfg: benchnodes.RuntimeConfig, run: RuntimeRun, load: tuple[float, float]) -> str:
-    m = benchtable.machine()
+def describe(cfg: runtime.RuntimeConfig, run: RuntimeRun, load: tuple[float, float]) -> str:
+    m = table.machine()
     return (f"edgeflow runtime benchmark: {m['cpus']} CPUs, Python {m['python']}, numpy {m['numpy']}; "
             f"{cfg.latency_n} latency frames per case at {cfg.fps:g}/s, {cfg.cpu_frames} CPU frames; "
             f"{run.seconds:.1f} s, load average {load[0]:.1f} before / {load[1]:.1f} after")
 
 
-def to_json(cfg: benchnodes.RuntimeConfig, run: RuntimeRun, checks: Sequence[TargetCheck],
+def to_json(cfg: runtime.RuntimeConfig, run: RuntimeRun, checks: Sequence[TargetCheck],
             load: tuple[float, float]) -> str:
     about = {"seconds": round(run.seconds, 1), "load_before": load[0], "load_after": load[1]}
-    return json.dumps({"machine": benchtable.machine(), "config": dataclasses.asdict(cfg), "run": about,
+    return json.dumps({"machine": table.machine(), "config": dataclasses.asdict(cfg), "run": about,
                        "results": dataclasses.asdict(run), "targets": [c.to_dict() for c in checks]},
                       indent=2)
 
@@ -206,13 +208,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_runtime: {exc}", file=sys.stderr)
         return 2
     load_before = os.getloadavg()[0]
-    run = benchnodes.run_all(cfg, on_progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    run = runtime.run_all(cfg, on_progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     load = (load_before, os.getloadavg()[0])
     checks = check_targets(run)
     if args.json:
         print(to_json(cfg, run, checks, load))
     else:
-        print(describe(cfg, run, load), "", benchtable.format_table(run.latency, legend=False), "",
+        print(describe(cfg, run, load), "", table.format_table(run.latency, legend=False), "",
               "node case / raw case, same run:", *latency_ratios(run), "", format_cpu(run.cpu), "",
               format_startup(run.startup), "", LEGEND, "", format_targets(checks), sep="\n")
         if run.cleanup_error:

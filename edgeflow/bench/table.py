@@ -3,10 +3,11 @@
 Only figures from one run are ever compared: every ratio here divides two results of the same list.
 
 Example:
-    >>> from edgeflow.runtime import bench, benchtable
-    >>> results = bench.run_all(cfg=bench.BenchConfig.quick())
-    >>> print(benchtable.format_table(results))
-    >>> print(benchtable.format_targets(benchtable.check_targets(results)))
+    >>> from edgeflow.bench import ring, table
+    >>> from edgeflow.bench.results import BenchConfig
+    >>> results = ring.run_all(cfg=BenchConfig.quick())
+    >>> print(table.format_table(results))
+    >>> print(table.format_targets(table.check_targets(results)))
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import platform
 import sys
 from typing import Any, Iterable, Sequence
 
-from edgeflow.runtime.bench import BASELINE_CASES, EDGEFLOW_CASES, FLOOR_CASES, BenchConfig, BenchResult
+from edgeflow.bench.floors import FLOOR_CASES
+from edgeflow.bench.results import BenchConfig, BenchResult
+from edgeflow.bench.ring import BASELINE_CASES, EDGEFLOW_CASES
 
 SMALL, MEDIUM, LARGE = "64", "640x480x3", "1920x1080x3"
 ZMQ, QUEUE, PIPE = BASELINE_CASES["zmq"], BASELINE_CASES["mp-queue"], BASELINE_CASES["mp-pipe"]
@@ -45,7 +48,8 @@ def find(results: Iterable[BenchResult], case: str, size: str) -> BenchResult | 
 
 # ------------------------------------------------------------------------------------------------- the table
 
-def _num(value: float | None, unit: str = "") -> str:
+def format_number(value: float | None, unit: str = "") -> str:
+    """A figure for the tables: 2 decimals below 10, 1 below 1000, then thousands separators; '-' for None."""
     if value is None:
         return "-"
     if unit == "gb":
@@ -63,8 +67,8 @@ def _row(r: BenchResult) -> list[str]:
         return head + ["", "", "", "", "", "", "", f"skipped: {r.skipped}"]
     if r.error and r.n == 0 and r.recv_fps is None:
         return head + ["", "", "", "", "", "", "", "ERROR (below)"]
-    figures = [str(r.n), _num(r.p50_us), _num(r.p99_us), _num(r.p999_us), _num(r.sent_fps), _num(r.recv_fps),
-               _num(r.gbps, "gb")]
+    figures = [str(r.n), format_number(r.p50_us), format_number(r.p99_us), format_number(r.p999_us), format_number(r.sent_fps), format_number(r.recv_fps),
+               format_number(r.gbps, "gb")]
     return head + figures + [("ERROR (below); " if r.error else "") + r.note]
 
 
@@ -91,7 +95,8 @@ def format_table(results: Sequence[BenchResult], *, legend: bool = True) -> str:
 
 # -------------------------------------------------------------------------------------- ratios to baselines
 
-def _times(a: float | None, b: float | None) -> str:
+def format_times(a: float | None, b: float | None) -> str:
+    """``a / b`` as "3.5x", or '-' when either is missing or zero."""
     return f"{a / b:.1f}x" if a and b else "-"
 
 
@@ -108,8 +113,8 @@ def ratio_rows(results: Sequence[BenchResult]) -> list[list[str]]:
             if not any(base.values()):
                 continue
             rows.append([case, size]
-                        + [_times(b.p50_us if b else None, ef.p50_us) for b in base.values()]
-                        + [_times(ef.recv_fps, b.recv_fps if b else None) for b in base.values()])
+                        + [format_times(b.p50_us if b else None, ef.p50_us) for b in base.values()]
+                        + [format_times(ef.recv_fps, b.recv_fps if b else None) for b in base.values()])
     return rows
 
 
@@ -166,7 +171,8 @@ class TargetCheck:
         return dataclasses.asdict(self)
 
 
-def _check(name: str, ratio: float | None, limit: float, at_most: bool, detail: str) -> TargetCheck:
+def target_check(name: str, ratio: float | None, limit: float, at_most: bool, detail: str) -> TargetCheck:
+    """A TargetCheck: passed when ``ratio`` is at most (``at_most``) or at least ``limit``; n/a without a ratio."""
     bound = f"{'<=' if at_most else '>='} {limit:g}x"
     if ratio is None:
         return TargetCheck(name, None, None, bound, detail or "a figure is missing")
@@ -179,11 +185,13 @@ def _p50(results: Sequence[BenchResult], case: str, size: str) -> float | None:
     return r.p50_us if r else None
 
 
-def _div(a: float | None, b: float | None) -> float | None:
+def divide(a: float | None, b: float | None) -> float | None:
+    """``a / b``, or None when a figure is missing (or b is zero)."""
     return a / b if a is not None and b else None
 
 
-def _us(value: float | None) -> str:
+def format_us(value: float | None) -> str:
+    """Microseconds as "12.3 us", '-' for None."""
     return "-" if value is None else f"{value:,.1f} us"
 
 
@@ -198,8 +206,8 @@ def _flat_targets(results: Sequence[BenchResult]) -> list[TargetCheck]:
     for key in ("rt-loan", "durable-loan"):
         case = EDGEFLOW_CASES[key][0]
         big, small = _p50(results, case, LARGE), _p50(results, case, SMALL)
-        checks.append(_check(f"{case}: p50 at {LARGE} / p50 at {SMALL}", _div(big, small), 1.5, True,
-                             f"{_us(big)} vs {_us(small)}"))
+        checks.append(target_check(f"{case}: p50 at {LARGE} / p50 at {SMALL}", divide(big, small), 1.5, True,
+                             f"{format_us(big)} vs {format_us(small)}"))
     return checks
 
 
@@ -208,8 +216,8 @@ def _floor_targets(results: Sequence[BenchResult]) -> list[TargetCheck]:
     checks = []
     for case, _, _ in EDGEFLOW_CASES.values():
         p50 = _p50(results, case, SMALL)
-        checks.append(_check(f"{case}: p50 at {SMALL} / semaphore half round trip", _div(p50, floor), 2.0,
-                             True, f"{_us(p50)} vs {_us(floor)} (one-way wake-up {_us(one_way)})"))
+        checks.append(target_check(f"{case}: p50 at {SMALL} / semaphore half round trip", divide(p50, floor), 2.0,
+                             True, f"{format_us(p50)} vs {format_us(floor)} (one-way wake-up {format_us(one_way)})"))
     return checks
 
 
@@ -220,8 +228,8 @@ def _baseline_targets(results: Sequence[BenchResult]) -> list[TargetCheck]:
         ef = _p50(results, case, LARGE)
         for name in (ZMQ, QUEUE):
             base = _p50(results, name, LARGE)
-            checks.append(_check(f"{case}: {name} p50 / loan p50 at {LARGE}", _div(base, ef), 20.0, False,
-                                 f"{_us(base)} vs {_us(ef)}"))
+            checks.append(target_check(f"{case}: {name} p50 / loan p50 at {LARGE}", divide(base, ef), 20.0, False,
+                                 f"{format_us(base)} vs {format_us(ef)}"))
     return checks
 
 
@@ -233,12 +241,12 @@ def _publish_targets(results: Sequence[BenchResult]) -> list[TargetCheck]:
         case = EDGEFLOW_CASES[key][0]
         big, small = _p50(results, case, LARGE), _p50(results, case, SMALL)
         budgets = {n: c + small if c is not None and small is not None else None for n, c in copies.items()}
-        detail = f"{_us(big)} vs memcpy {_us(copies[MEMCPY_WARM])} + {_us(small)}"
+        detail = f"{format_us(big)} vs memcpy {format_us(copies[MEMCPY_WARM])} + {format_us(small)}"
         for name, label in ((MEMCPY_PACED, "paced"), (MEMCPY_COLD, "cold")):
-            if (ratio := _div(big, budgets[name])) is not None:
-                detail += f"; against a {label} memcpy ({_us(copies[name])}): {ratio:.2f}x"
-        checks.append(_check(f"{case}: p50 at {LARGE} / (memcpy + p50 at {SMALL})",
-                             _div(big, budgets[MEMCPY_WARM]), 1.3, True, detail))
+            if (ratio := divide(big, budgets[name])) is not None:
+                detail += f"; against a {label} memcpy ({format_us(copies[name])}): {ratio:.2f}x"
+        checks.append(target_check(f"{case}: p50 at {LARGE} / (memcpy + p50 at {SMALL})",
+                             divide(big, budgets[MEMCPY_WARM]), 1.3, True, detail))
     return checks
 
 
@@ -250,9 +258,9 @@ def _throughput_targets(results: Sequence[BenchResult]) -> list[TargetCheck]:
         ef = find(results, EDGEFLOW_CASES[key][0], MEDIUM)
         fps = ef.recv_fps if ef else None
         rt = find(results, EDGEFLOW_CASES[key.replace("durable", "rt")][0], MEDIUM)
-        extra = f"; REALTIME received {_num(rt.recv_fps)}/s of {_num(rt.sent_fps)}/s sent" if rt else ""
-        checks.append(_check(f"{EDGEFLOW_CASES[key][0]}: frames/s / {ZMQ} frames/s at {MEDIUM}",
-                             _div(fps, zmq_fps), limit, False, f"{_num(fps)}/s vs {_num(zmq_fps)}/s{extra}"))
+        extra = f"; REALTIME received {format_number(rt.recv_fps)}/s of {format_number(rt.sent_fps)}/s sent" if rt else ""
+        checks.append(target_check(f"{EDGEFLOW_CASES[key][0]}: frames/s / {ZMQ} frames/s at {MEDIUM}",
+                             divide(fps, zmq_fps), limit, False, f"{format_number(fps)}/s vs {format_number(zmq_fps)}/s{extra}"))
     return checks
 
 

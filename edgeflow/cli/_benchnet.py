@@ -1,11 +1,10 @@
-"""Bench cases that edgeflow.runtime.bench does not have: Redis, dual Redis, TCP, pickle over a pipe and
-plain redis-py, run by the same two-process ``Session`` (paced latency, then an unpaced burst, every frame
-checked by the consumer) so their figures compare with the shared-memory ones.
+"""Bench cases that edgeflow.bench.ring does not have: Redis, dual Redis, TCP, pickle over a pipe and plain
+redis-py, run by the same two-process ``Session`` (paced latency, then an unpaced burst, every frame checked
+by the consumer) so their figures compare with the shared-memory ones.
 
-They plug into ``bench.Session`` through its sender contract (``kind``, ``every``, ``burst_seq``, ``spec``,
-``channel()``, ``send()``, ``send_body()``, ``close(peer_ok=)``) and a consumer entry point that adds their
-receivers to ``bench._RECEIVERS`` in the child. That uses two private names of edgeflow.runtime.bench;
-``Session`` taking the consumer entry point as an argument would remove the need (noted for its owner).
+They plug into ``edgeflow.bench.producer.Session`` through its sender contract (``kind``, ``every``,
+``burst_seq``, ``spec``, ``channel()``, ``send()``, ``send_body()``, ``close(peer_ok=)``) and hand their
+consumer-side receivers to it (``Session(..., receivers=NET_RECEIVERS)``).
 
 The EdgeFlow Redis and TCP transports (edgeflow/transport/redis.py: RedisPublisher/RedisSubscriber,
 edgeflow/transport/tcp.py: TcpSender/TcpServer) are imported lazily; until they exist their cases are
@@ -26,7 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeflow.runtime import bench
+from edgeflow.bench.baselines import BaselineSender
+from edgeflow.bench.children import spawn_context
+from edgeflow.bench.payload import BURST, make_frame, parse_size, read_markers, write_markers
+from edgeflow.bench.producer import Session, bench_app
+from edgeflow.bench.results import BenchConfig, BenchResult
 
 LABELS = {
     "redis": "edgeflow Redis DURABLE",
@@ -141,7 +144,7 @@ class _FrameReceiver:
         frame = got[-1] if isinstance(got, tuple) else got
         data = frame.data
         nbytes = data.nbytes if isinstance(data, np.ndarray) else len(data)
-        stamp, idx, kind, tail = bench._read(data, nbytes)
+        stamp, idx, kind, tail = read_markers(data, nbytes)
         out = (now, stamp, idx, kind, tail, getattr(frame, "frame_id", None), nbytes)
         getattr(frame, "release", lambda: None)()
         return out
@@ -159,7 +162,7 @@ class _PickleReceiver:
             raise TimeoutError(f"pickle pipe: nothing received in {timeout}s")
         arr = self._conn.recv()                         # unpickles: one more copy of the frame
         now = time.time()
-        stamp, idx, kind, tail = bench._read(arr, arr.nbytes)
+        stamp, idx, kind, tail = read_markers(arr, arr.nbytes)
         return now, stamp, idx, kind, tail, None, arr.nbytes
 
     def close(self) -> None:
@@ -177,36 +180,15 @@ class _RedisPyReceiver:
         if got is None:
             raise TimeoutError(f"redis-py: nothing in {self._key} within {timeout}s")
         data = got[1]
-        stamp, idx, kind, tail = bench._read(data, len(data))
+        stamp, idx, kind, tail = read_markers(data, len(data))
         return now, stamp, idx, kind, tail, None, len(data)
 
     def close(self) -> None:
         self._r.close()
 
 
-_NET_RECEIVERS = {"ef-net": _FrameReceiver, "pickle": _PickleReceiver, "redis-py": _RedisPyReceiver}
-
-
-def _consumer_main(kind: str, spec: dict[str, Any], ctl: Any, ack: Any, chan: Any) -> None:
-    """Child entry point: bench's consumer loop, with this module's receivers known to it."""
-    bench._RECEIVERS.update(_NET_RECEIVERS)
-    bench._consumer_main(kind, spec, ctl, ack, chan)
-
-
-class NetSession(bench.Session):
-    """bench.Session whose consumer child also knows this module's receivers."""
-
-    def _start(self) -> None:
-        ctx = bench._ctx()
-        spec = {**self._sender.spec, "every": self._sender.every, "burst_seq": self._sender.burst_seq,
-                "nbytes": self.nbytes, "shape": list(self.shape), "timeout_s": self.cfg.timeout_s}
-        self._ctl, child_ctl = ctx.Pipe(duplex=False)
-        self._ack = ctx.Semaphore(0)
-        args = (self._sender.kind, spec, child_ctl, self._ack, self._sender.channel())
-        self._proc = bench._start_child(_consumer_main, args, child_ctl, f"edgeflow-bench {self.case}")
-        getattr(self._sender, "started", lambda: None)()
-        self._expect("ready")
-        self._healthy = True
+NET_RECEIVERS = {"ef-net": _FrameReceiver, "pickle": _PickleReceiver, "redis-py": _RedisPyReceiver}
+"""This module's receivers by sender kind, for ``Session(receivers=...)``."""
 
 
 # -- the producer side ---------------------------------------------------------------------------------------
@@ -216,9 +198,9 @@ class _FrameSender:
 
     kind, burst_seq = "ef-net", True
 
-    def __init__(self, shape: tuple[int, ...], cfg: bench.BenchConfig, spec: dict[str, Any]) -> None:
+    def __init__(self, shape: tuple[int, ...], cfg: BenchConfig, spec: dict[str, Any]) -> None:
         self.every = spec["transport"] != "tcp"        # Redis cases are DURABLE: every frame, in order
-        self.spec, self._src, self._pub = spec, bench.make_frame(shape), None
+        self.spec, self._src, self._pub = spec, make_frame(shape), None
         if spec["transport"] != "tcp":
             self._pub = _open_redis_publisher(spec)
 
@@ -233,11 +215,11 @@ class _FrameSender:
     def send(self, kind: int, idx: int) -> None:
         pub = self._publisher()
         stamp = time.time()
-        bench._write_markers(self._src, stamp, idx, kind)
+        write_markers(self._src, stamp, idx, kind)
         pub.publish(self._src, timestamp=stamp)
 
     def send_body(self, idx: int) -> None:
-        self.send(bench.BURST, idx)
+        self.send(BURST, idx)
 
     def close(self, *, peer_ok: bool) -> None:
         try:
@@ -248,12 +230,12 @@ class _FrameSender:
                 _reset_redis(self.spec)
 
 
-class _PickleSender(bench._BaselineSender):
+class _PickleSender(BaselineSender):
     """``Connection.send(array)``: the array is pickled (one copy), written to the pipe, unpickled."""
 
     kind = "pickle"
 
-    def __init__(self, shape: tuple[int, ...], cfg: bench.BenchConfig, ctx: Any) -> None:
+    def __init__(self, shape: tuple[int, ...], cfg: BenchConfig, ctx: Any) -> None:
         super().__init__(shape)
         self._rx, self._tx = ctx.Pipe(duplex=False)
 
@@ -271,13 +253,13 @@ class _PickleSender(bench._BaselineSender):
         self._tx.close()
 
 
-class _RedisPySender(bench._BaselineSender):
+class _RedisPySender(BaselineSender):
     """What a plain redis-py pipeline does: RPUSH raw bytes to a list, BLPOP on the other side. At most
     ``slots`` frames wait in the list (like the Queue's maxsize), so a burst cannot fill Redis's memory."""
 
     kind = "redis-py"
 
-    def __init__(self, shape: tuple[int, ...], cfg: bench.BenchConfig, url: str, key: str) -> None:
+    def __init__(self, shape: tuple[int, ...], cfg: BenchConfig, url: str, key: str) -> None:
         import redis
         super().__init__(shape)
         self.spec = {"url": url, "key": key}
@@ -302,21 +284,21 @@ class _RedisPySender(bench._BaselineSender):
 _COUNT = iter(range(1 << 30))
 
 
-def run_case(case: str, size: str, cfg: bench.BenchConfig, redis: dict[str, str] | None) -> bench.BenchResult:
+def run_case(case: str, size: str, cfg: BenchConfig, redis: dict[str, str] | None) -> BenchResult:
     """One case of this module at one size; skipped (with the reason) when its transport or Redis is missing.
 
     ``redis``: {"url": control URL, "data_url": data URL} of the Redis to use, or None.
     """
-    label, shape = LABELS[case], bench.parse_size(size)
+    label, shape = LABELS[case], parse_size(size)
     nbytes = int(np.prod(shape))
     why = transport_missing(case) or (redis_py_missing() if case == "redis-py" else None)
     if why is None and case in NEEDS_REDIS and not redis:
         why = "no Redis (give --redis URL, or install redis-server)"
     if why:
-        return bench.BenchResult(label, size, nbytes, skipped=why)
-    k, app = next(_COUNT), bench.bench_app()
+        return BenchResult(label, size, nbytes, skipped=why)
+    k, app = next(_COUNT), bench_app()
     if case == "pickle-pipe":
-        sender: Any = _PickleSender(shape, cfg, bench._ctx())
+        sender: Any = _PickleSender(shape, cfg, spawn_context())
     elif case == "redis-py":
         sender = _RedisPySender(shape, cfg, redis["url"], f"edgeflow:{app}:redis-py:{k}")
     elif case == "tcp":
@@ -327,7 +309,7 @@ def run_case(case: str, size: str, cfg: bench.BenchConfig, redis: dict[str, str]
         if case == "dual-redis":
             spec["data_url"] = redis["data_url"]
         sender = _FrameSender(shape, cfg, spec)
-    with NetSession(label, size, sender, cfg) as session:
+    with Session(label, size, sender, cfg, receivers=NET_RECEIVERS) as session:
         session.warmup()
         session.latency_phase()
         session.burst()

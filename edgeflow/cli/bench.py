@@ -20,8 +20,8 @@ Redis cases use ``--redis URL`` (``--data-redis`` for dual Redis's data instance
 throw-away ``redis-server`` processes on free loopback ports when one is installed, or are skipped with the
 reason. Nothing is ever flushed: the baseline uses one list key of its own and deletes it.
 
-The workloads are edgeflow.runtime.bench's (the consumer checks every frame) and edgeflow.cli._benchnet's;
-the table is edgeflow.runtime.benchtable's.
+The workloads are edgeflow.bench's (the consumer checks every frame) and edgeflow.cli._benchnet's; the table
+is edgeflow.bench.table's.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ DEFAULT_CASES = ("shm-rt", "shm-rt-loan", "shm-durable", "redis", "dual-redis", 
 
 def default_config() -> Any:
     """Counts for the default run: about 1.5 s per case and size, the whole matrix under a minute."""
-    from edgeflow.runtime.bench import BenchConfig
+    from edgeflow.bench.results import BenchConfig
     return BenchConfig(latency_n=200, warmup_n=20, latency_budget_s=1.0, burst_s=0.2, memcpy_n=100)
 
 
@@ -75,21 +75,21 @@ class _Job:
 
 
 def _jobs(cases: list[str], sizes: list[str], cfg: Any, redis: dict[str, str] | None) -> list[_Job]:
+    from edgeflow.bench import floors, ring
     from edgeflow.cli import _benchnet
-    from edgeflow.runtime import bench
 
     jobs = []
     if "sem" in cases:
-        jobs.append(_Job("floor: wake-up", "-", lambda: bench.bench_sem_pingpong(cfg)))
+        jobs.append(_Job("floor: wake-up", "-", lambda: floors.bench_sem_pingpong(cfg)))
     for size in sizes:
         for case in cases:
             if case == "memcpy":
-                jobs.append(_Job("floor: memcpy", size, lambda s=size: bench.bench_memcpy(s, cfg)))
+                jobs.append(_Job("floor: memcpy", size, lambda s=size: floors.bench_memcpy(s, cfg)))
             elif case in SHM_CASES or case in BENCH_BASELINES:
                 name = SHM_CASES.get(case, case)
-                label = (bench.EDGEFLOW_CASES[name][0] if name in SHM_CASES.values()
-                         else bench.BASELINE_CASES[name])
-                jobs.append(_Job(label, size, lambda n=name, s=size: [bench.run_case(n, s, cfg)]))
+                label = (ring.EDGEFLOW_CASES[name][0] if name in SHM_CASES.values()
+                         else ring.BASELINE_CASES[name])
+                jobs.append(_Job(label, size, lambda n=name, s=size: [ring.run_case(n, s, cfg)]))
             elif case in NET_CASES:
                 jobs.append(_Job(_benchnet.LABELS[case], size,
                                  lambda c=case, s=size: [_benchnet.run_case(c, s, cfg, redis)]))
@@ -99,18 +99,18 @@ def _jobs(cases: list[str], sizes: list[str], cfg: Any, redis: dict[str, str] | 
 def _nbytes(size: str) -> int:
     from math import prod
 
-    from edgeflow.runtime import bench
-    return prod(bench.parse_size(size))
+    from edgeflow.bench.payload import parse_size
+    return prod(parse_size(size))
 
 
 def _guarded(job: _Job) -> list[Any]:
     """A job's results; one that raises becomes an error result, and the rest of the table still runs."""
-    from edgeflow.runtime import bench
+    from edgeflow.bench.results import BenchResult
     try:
         return job.run()
     except Exception as exc:  # noqa: BLE001 - shown in the table (ERROR line), the exit code becomes 1
         nbytes = 0 if job.size == "-" else _nbytes(job.size)
-        return [bench.BenchResult(job.label, job.size, nbytes, error=f"{type(exc).__name__}: {exc}")]
+        return [BenchResult(job.label, job.size, nbytes, error=f"{type(exc).__name__}: {exc}")]
 
 
 @contextlib.contextmanager
@@ -158,10 +158,12 @@ def run_bench(cases: list[str], sizes: list[str], cfg: Any, redis_url: str | Non
               progress: bool = True) -> dict[str, Any]:
     """Run every job with a progress bar on stderr; returns the JSON-able report (results as BenchResults
     under ``"_results"`` too, for the table)."""
-    from edgeflow.runtime import bench, benchtable
+    from edgeflow.bench import ring, table
+    from edgeflow.bench.children import live_children
+    from edgeflow.bench.payload import parse_size
 
     for size in sizes:
-        bench.parse_size(size)                        # ConfigError (exit 2) before anything starts
+        parse_size(size)                              # ConfigError (exit 2) before anything starts
     started = time.monotonic()
     results: list[Any] = []
     with _redis(cases, redis_url, data_url) as (redis, redis_note), _quiet_transports():
@@ -170,9 +172,9 @@ def run_bench(cases: list[str], sizes: list[str], cfg: Any, redis_url: str | Non
                                item_show_func=lambda j: f"{j.label} {j.size}" if j else "") as bar:
             for job in bar:
                 results += _guarded(job)
-    leftovers = [f"segment {p}" for p in bench.leftover_segments()]
-    leftovers += [f"child {pid} {cmd}" for pid, cmd in bench.live_children()]
-    report = {"machine": benchtable.machine(), "config": dataclasses.asdict(cfg), "sizes": sizes,
+    leftovers = [f"segment {p}" for p in ring.leftover_segments()]
+    leftovers += [f"child {pid} {cmd}" for pid, cmd in live_children()]
+    report = {"machine": table.machine(), "config": dataclasses.asdict(cfg), "sizes": sizes,
               "cases": cases, "redis": redis_note, "seconds": round(time.monotonic() - started, 1),
               "results": [r.to_dict() for r in results], "leftovers": leftovers}
     report["recommendation"] = recommend(results, sizes)
@@ -196,12 +198,13 @@ def _frame(size: str) -> str:
 
 def recommend(results: list[Any], sizes: list[str]) -> str:
     """A short paragraph, from this run's figures, on which transport to use for what."""
+    from edgeflow.bench.floors import FLOOR_CASES
+    from edgeflow.bench.ring import EDGEFLOW_CASES
+    from edgeflow.bench.table import find
     from edgeflow.cli import _benchnet
-    from edgeflow.runtime import bench
-    from edgeflow.runtime.benchtable import find
 
     big = max(sizes, key=_nbytes)
-    label = {k: bench.EDGEFLOW_CASES[v][0] for k, v in SHM_CASES.items()}
+    label = {k: EDGEFLOW_CASES[v][0] for k, v in SHM_CASES.items()}
     rt, du = find(results, label["shm-rt"], big), find(results, label["shm-durable"], big)
     rt_loan = find(results, label["shm-rt-loan"], big)
     queue, pickle = find(results, "mp.Queue", big), find(results, _benchnet.LABELS["pickle-pipe"], big)
@@ -221,8 +224,8 @@ def recommend(results: list[Any], sizes: list[str]) -> str:
                    "never a slowed producer) and DURABLE for loggers, sinks and anything that must see every "
                    "frame (back-pressure instead of loss).")
     out.append(_network_sentence(results, big))
-    floor = find(results, bench.FLOOR_CASES["sem"][1], "-")
-    copy = find(results, bench.FLOOR_CASES["memcpy"][0], big)
+    floor = find(results, FLOOR_CASES["sem"][1], "-")
+    copy = find(results, FLOOR_CASES["memcpy"][0], big)
     if floor is not None or copy is not None:
         parts = [f"a cross-process wake-up takes {_us(floor.p50_us)}" if floor else "",
                  f"one copy of a {_frame(big)} frame {_us(copy.p50_us)}" if copy else ""]
@@ -231,8 +234,8 @@ def recommend(results: list[Any], sizes: list[str]) -> str:
 
 
 def _network_sentence(results: list[Any], big: str) -> str:
+    from edgeflow.bench.table import find
     from edgeflow.cli import _benchnet
-    from edgeflow.runtime.benchtable import find
 
     def fig(case: str) -> Any:
         return find(results, _benchnet.LABELS[case], big)
@@ -278,22 +281,22 @@ def bench(ctx: click.Context, sizes: str, cases: str, redis_url: str | None, dat
     plain redis-py) and the machine's floor (one memcpy of the frame, a cross-process wake-up). Ends with
     which transport to use for what. Exit code 1 when a case failed its checks.
     """
-    from edgeflow.runtime import bench as workloads
-    from edgeflow.runtime import benchtable
+    from edgeflow.bench import table
+    from edgeflow.bench.results import BenchConfig
 
     case_list = _split(cases, "case", ALL_CASES)
     size_list = _split(sizes, "size")
-    cfg = workloads.BenchConfig.quick() if quick else default_config()
+    cfg = BenchConfig.quick() if quick else default_config()
     report = run_bench(case_list, size_list, cfg, redis_url, data_url)
     results = report.pop("_results")
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        click.echo(benchtable.describe_run(cfg) + f"; {report['seconds']:g} s")
+        click.echo(table.describe_run(cfg) + f"; {report['seconds']:g} s")
         if report["redis"]:
             click.echo(report["redis"])
         click.echo("")
-        click.echo(benchtable.format_table(results))
+        click.echo(table.format_table(results))
         click.echo("")
         click.echo(report["recommendation"])
         for item in report["leftovers"]:

@@ -8,9 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from _clitools import edgeflow
+from edgeflow.bench import ring
+from edgeflow.bench.results import BenchConfig
 from edgeflow.cli import cli
 from edgeflow.cli import bench as bench_cli
-from edgeflow.runtime import bench
 
 pytestmark = pytest.mark.slow
 LARGE = "1920x1080x3"
@@ -58,7 +59,7 @@ def test_table_and_recommendation_in_text_mode():
     assert "edgeflow REALTIME publish" in text and "mp.Queue" in text and "floor memcpy warm" in text
     assert "Same host: shared memory" in text and "Between hosts" in text
     assert "one copy of a 64-byte frame" in text
-    assert bench.leftover_segments() == []
+    assert ring.leftover_segments() == []
 
 
 def test_redis_cases_use_the_given_redis(redis_url):
@@ -78,7 +79,7 @@ def test_redis_cases_use_the_given_redis(redis_url):
 def test_skipped_redis_without_a_server(monkeypatch):
     from edgeflow.cli import _benchnet
     monkeypatch.setattr(_benchnet.shutil, "which", lambda name: None)
-    report = bench_cli.run_bench(["redis-py"], ["64"], bench.BenchConfig.quick(), None, None)
+    report = bench_cli.run_bench(["redis-py"], ["64"], BenchConfig.quick(), None, None)
     result = report["_results"][0]
     assert result.skipped == "no Redis (give --redis URL, or install redis-server)"
     assert "redis-server not installed" in report["redis"]

@@ -6,9 +6,13 @@ import re
 import edgeflow
 
 IMPORTS = re.compile(r"^\s*(?:from|c?import)\s+(edgeflow[\w.]*)", re.M)
-MAY_NOT_IMPORT = {"_fast": ("nodes", "transport", "runtime", "graph", "gateway", "cli", "deploy"),
-                  "transport": ("nodes", "runtime", "graph", "gateway", "cli", "deploy"),
-                  "nodes": ("_fast", "transport", "runtime", "graph", "gateway", "cli", "deploy")}
+MAY_NOT_IMPORT = {"_fast": ("nodes", "transport", "runtime", "graph", "gateway", "cli", "deploy", "bench"),
+                  "transport": ("nodes", "runtime", "graph", "gateway", "cli", "deploy", "bench"),
+                  "nodes": ("_fast", "transport", "runtime", "graph", "gateway", "cli", "deploy", "bench"),
+                  # the benchmarks measure the runtime; the runtime never depends on them (or on the CLI)
+                  "runtime": ("bench", "cli", "deploy"),
+                  # the benchmarks use edgeflow as an application does; only the CLI sits above them
+                  "bench": ("cli", "deploy", "gateway")}
 LEAVES = ("errors.py",)
 SOURCES = {".py", ".pyx", ".pxd", ".pxi", ".pyi"}          # errors imports nothing from edgeflow at all
 
