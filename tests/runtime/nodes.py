@@ -118,14 +118,15 @@ class SeedRelay(ConsumerNode):
 
 
 class BadReturner(ConsumerNode):
-    """Returns something unsendable for counters 1, 2, 3 (mod 4): a dict, a list, an object array."""
+    """Returns something unsendable for counters 1, 2, 3 (mod 4): a str, a message holding a set, an object
+    array. (A plain dict or list is a message, and sendable.)"""
 
     def process(self, data):
         i = int(data[1])
         if i % 4 == 1:
-            return {"counter": i}
+            return f"counter {i}"
         if i % 4 == 2:
-            return [i]
+            return {"counter": {i}}
         if i % 4 == 3:
             return np.array([object(), i], dtype=object)
         return data.copy()

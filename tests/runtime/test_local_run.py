@@ -149,8 +149,8 @@ def test_unsendable_results_are_a_node_error_logged_once_and_counted_and_the_nod
     assert bad["restarts"] == 0 and bad["states"] == ["finished"]
     err = capfd.readouterr().err
     # one log line per distinct problem, naming the node and the type, however often it happened
-    assert err.count("node 'bad' returned dict") == 1, err
-    assert err.count("node 'bad' returned list") == 1, err
+    assert err.count("node 'bad' returned str") == 1, err
+    assert err.count("node 'bad' returned a message that cannot be sent") == 1, err
     assert err.count("node 'bad' returned an array of Python objects") == 1, err
 
 

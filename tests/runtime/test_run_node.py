@@ -95,8 +95,8 @@ def test_consumer_unsendable_results_are_recorded_as_node_errors(run_node):
     assert len(result.errors) == 6
     assert all(isinstance(e, NodeError) and e.node == "bad" for e in result.errors)
     texts = [str(e) for e in result.errors]
-    assert sum("node 'bad' returned dict" in t for t in texts) == 2
-    assert sum("node 'bad' returned list" in t for t in texts) == 2
+    assert sum("node 'bad' returned str" in t for t in texts) == 2
+    assert sum("node 'bad' returned a message that cannot be sent" in t for t in texts) == 2
     assert sum("array of Python objects" in t for t in texts) == 2
     assert result.statistics["errors"] == 6
     assert result.statistics["drops"] == {"unsendable": 6}
