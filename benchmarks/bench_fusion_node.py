@@ -10,6 +10,7 @@ statistics and delivery, without rings); the difference per emitted set is the n
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -84,7 +85,8 @@ def measure(repeats: int = 5) -> dict:
 
 
 def test_fusion_node_overhead(benchmark):
-    result = benchmark.pedantic(measure, kwargs={"repeats": 3}, rounds=3)
+    repeats = 1 if os.environ.get("EDGEFLOW_BENCH_FAST") == "1" else 3
+    result = benchmark.pedantic(measure, kwargs={"repeats": repeats}, rounds=3)
     assert result["sets"] > 250
 
 

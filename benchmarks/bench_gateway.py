@@ -172,7 +172,10 @@ class Viewer(threading.Thread):
     def __init__(self, port: int, path: str) -> None:
         super().__init__(daemon=True)
         self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        # HTTP/1.0: the server then streams the body as it is; with 1.1, aiohttp sends a StreamResponse with
+        # chunked transfer encoding, whose chunk-size lines this parser (which trusts Content-Length) would
+        # read as part bytes
+        self.sock.sendall(f"GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n".encode())
         self.counting = threading.Event()
         self.done = threading.Event()
         self.received = 0
@@ -254,7 +257,10 @@ def run_case(case: str, viewers: int, cfg: Config) -> CaseResult:
     finally:
         for w in watchers:
             w.done.set()
-            w.sock.shutdown(socket.SHUT_RDWR)
+            try:
+                w.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:                         # the viewer's thread already closed it (it failed)
+                pass
         for w in watchers:
             w.join(5)
         server.close()
@@ -295,7 +301,10 @@ def check(result: CaseResult, cfg: Config) -> None:
     for got in result.received:
         assert got >= 0.75 * result.sent, f"{result.case}: a viewer got {got} of {result.sent} frames"
     per_frame = result.viewers if result.case == "per-viewer" else 1
-    assert result.encodes_per_frame <= per_frame + 0.05, \
+    # an encode in flight as the window opens or closes is counted on one side of it: up to one per
+    # encoder and edge, which short windows (fast mode: 30 frames) feel
+    slack = max(0.05, 1.5 * per_frame / max(result.sent, 1))
+    assert result.encodes_per_frame <= per_frame + slack, \
         f"{result.case}: {result.encodes_per_frame} encodes per frame"
 
 
@@ -349,7 +358,10 @@ def table(report: dict) -> str:
 # -- pytest-benchmark ---------------------------------------------------------------------------------------
 def test_gateway_viewers(benchmark) -> None:
     """All cases in one run, so the figures sit side by side; pytest-benchmark times the whole run once."""
-    cfg = Config.quick() if os.environ.get("EDGEFLOW_BENCH_QUICK") == "1" else Config()
+    if os.environ.get("EDGEFLOW_BENCH_FAST") == "1":
+        cfg = Config(seconds=1.0, warmup=0.5)
+    else:
+        cfg = Config.quick() if os.environ.get("EDGEFLOW_BENCH_QUICK") == "1" else Config()
     benchmark.group = "gateway"
     report = benchmark.pedantic(run_all, args=(cfg,), rounds=1, iterations=1)
     benchmark.extra_info.update(report)

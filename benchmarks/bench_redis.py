@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import pathlib
 import shutil
 import socket
@@ -308,16 +309,20 @@ if pytest is not None:
     @pytest.fixture(scope="module")
     def servers():
         if not shutil.which("redis-server") and not pathlib.Path("/usr/bin/redis-server").exists():
-            pytest.skip("redis-server not installed")
+            if os.environ.get("CI"):              # CI installs it: a missing tool there is a failure
+                pytest.fail("redis-server is not installed (CI needs it for the Redis benchmarks)")
+            pytest.skip("redis-server not installed: the Redis benchmarks start their own")
         with Servers() as s:
             yield s
 
-    @pytest.mark.parametrize("size", SIZES)
+    FAST = os.environ.get("EDGEFLOW_BENCH_FAST") == "1"
+
+    @pytest.mark.parametrize("size", SIZES[:1] if FAST else SIZES)
     @pytest.mark.parametrize("mode", MODES)
     @pytest.mark.parametrize("case", CASES)
     def test_redis_throughput(benchmark, servers, case: str, mode: str, size: str) -> None:
         benchmark.group = f"redis {size}"
-        n = 100 if size == "640x480x3" else 40
+        n = 20 if FAST else 100 if size == "640x480x3" else 40
         counter = iter(range(1, 1 << 30))
         def once() -> float:
             return run_case(servers, case, mode, size, n, f"{case}{mode}{next(counter)}")
