@@ -1,18 +1,28 @@
 """``edgeflow deploy FILE`` and ``edgeflow clean FILE``: the app on Kubernetes, and off it again.
 
-    edgeflow deploy main.py --registry docker.io/me --namespace demo              build, push, write, apply
-    edgeflow deploy main.py --registry docker.io/me --namespace demo --dry-run --no-build   write k8s/ only
+    edgeflow deploy main.py --registry docker.io/me --namespace demo     build, push, write k8s/, apply
+    edgeflow deploy main.py --dry-run              manifests and Dockerfiles into a new temporary folder (printed)
+    edgeflow deploy main.py --dry-run --no-build --out k8s/     regenerate a manifests folder on purpose
     edgeflow clean main.py --namespace demo        (or: edgeflow deploy main.py --namespace demo --clean)
 
-Steps of a deploy: load FILE (as ``python FILE``) and validate its graph; write the manifests into --output
-(see edgeflow.deploy.manifests for what they hold); build and push the project's image with docker (unless
---no-build); ``kubectl apply -f OUTPUT`` (unless --dry-run, which prints each command instead of running it).
+Defaults as in the original EdgeFlow: ``--registry localhost:5000``, ``--namespace edgeflow``.
+
+Steps of a deploy: load FILE (as ``python FILE``) and validate its graph; write the manifests into --out
+(see edgeflow.deploy.manifests for what they hold); build and push the images with docker (unless
+--no-build): the project's image, and one per distinct node.toml ``[build]`` table (base image and
+dependencies), each from a build context holding the project and EdgeFlow's own source (see
+edgeflow.deploy.dockerfile); ``kubectl apply -f OUT`` (unless --dry-run, which prints each command instead
+of running it).
+
+A dry run never writes into the project or the current folder unless ``--out`` says so: without it, it writes
+into a new temporary folder and prints its path (with the build contexts under ``<out>/docker/``).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import tempfile
 from pathlib import Path
 
 import click
@@ -65,44 +75,55 @@ def do_clean(file: str, namespace: str, context: str | None, dry_run: bool) -> N
                f"{namespace!r} (selector {manifests.selector(app.name)}); the namespace itself is left")
 
 
+DEFAULT_REGISTRY = "localhost:5000"      # the original EdgeFlow's defaults
+DEFAULT_NAMESPACE = "edgeflow"
+DEFAULT_OUT = Path("k8s")                # a real deploy's manifests, relative to the current folder
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("file", type=click.Path(dir_okay=True, path_type=str))
-@click.option("--registry", metavar="R", help="Where the image goes, e.g. docker.io/yourname (required "
-              "unless --clean).")
-@click.option("--namespace", "-n", required=True, metavar="N", help="Kubernetes namespace (created).")
-@click.option("--output", "-o", default="k8s", show_default=True, metavar="DIR",
-              type=click.Path(file_okay=False, path_type=Path), help="Where the manifests are written.")
-@click.option("--dry-run", is_flag=True, help="Write the manifests; print the docker and kubectl commands "
-              "instead of running them.")
-@click.option("--no-build", is_flag=True, help="Use an existing image: no docker build or push.")
+@click.option("--registry", default=DEFAULT_REGISTRY, show_default=True, metavar="R",
+              help="Where the images go, e.g. docker.io/yourname.")
+@click.option("--namespace", "-n", default=DEFAULT_NAMESPACE, show_default=True, metavar="N",
+              help="Kubernetes namespace (created).")
+@click.option("--out", "--output", "-o", "output", default=None, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where the manifests are written (default: k8s/, or a new temporary folder with --dry-run).")
+@click.option("--dry-run", is_flag=True, help="Write manifests and Dockerfiles only; print the docker and "
+              "kubectl commands instead of running them.")
+@click.option("--no-build", is_flag=True, help="Use existing images: no docker build or push.")
 @click.option("--kube-context", metavar="C", help="kubectl context (default: the current one).")
 @click.option("--tag", metavar="T", help="Image tag (default: sha-<hash of the project's files>).")
 @click.option("--clean", is_flag=True, help="Remove what an earlier deploy of this app created instead.")
-def deploy(file: str, registry: str | None, namespace: str, output: Path, dry_run: bool, no_build: bool,
+def deploy(file: str, registry: str, namespace: str, output: Path | None, dry_run: bool, no_build: bool,
            kube_context: str | None, tag: str | None, clean: bool) -> None:
-    """Deploy FILE's app to Kubernetes: image, manifests in --output, kubectl apply.
+    """Deploy FILE's app to Kubernetes: images, manifests in --out, kubectl apply.
 
-    One image for the project; per node a Deployment running `edgeflow run FILE --node NAME` (nodes of one
-    shared-memory group share a Pod); the control Redis (and the data Redis for a DualRedisBroker) with a
-    generated password in a Secret; the gateway's NodePort Service.
+    One image for the project, plus one per distinct node.toml [build] table (base image and dependencies);
+    per node a Deployment running `edgeflow run FILE --node NAME` (nodes of one shared-memory group share a
+    Pod; [runtime] gpu = true asks for an nvidia.com/gpu); the control Redis (and the data Redis for a
+    DualRedisBroker) with a generated password in a Secret; the gateway's NodePort Service.
     """
     if clean:
         do_clean(file, namespace, kube_context, dry_run)
         return
-    if not registry:
-        raise click.UsageError("Missing option '--registry' (or pass --clean).")
     from edgeflow import __version__
     from edgeflow.cli import _load
     from edgeflow.deploy import dockerfile, kubectl, manifests, render
 
     graph = _load.load_app(file).graph()
     project, inside = _project(file)
+    if output is None:
+        # a dry run must not rewrite anything tracked (a project's k8s/): it gets a folder of its own
+        output = Path(tempfile.mkdtemp(prefix="edgeflow-deploy-")) if dry_run else DEFAULT_OUT
     tag = tag or dockerfile.content_tag(project, __version__, exclude=[output])
     image = image_ref(registry, graph.app, tag)
+    plans = dockerfile.image_plans(graph, registry.rstrip("/"), tag)
+    images = {name: plan.image for plan in plans if not plan.default for name in plan.nodes}
     # a redeploy keeps the password: a new one would restart both Redis and break every client
     password = render.existing_password(output, manifests.secret_name(graph.app)) or secrets.token_hex(24)
     objects = manifests.build(graph, manifests.DeployConfig(image=image, namespace=namespace,
-                                                            password=password, file=inside))
+                                                            password=password, file=inside, images=images))
     written, stale = render.write(objects, output, source=file)
     click.echo(f"app {graph.app}: {_summary(objects)} in {render.relative(output)}/")
     for path in written:
@@ -113,23 +134,52 @@ def deploy(file: str, registry: str | None, namespace: str, output: Path, dry_ru
         click.echo("note: the app has no broker; the cluster gets a Redis anyway, since each node has its "
                    "own Pod", err=True)
     if no_build:
-        click.echo(f"image: {image} (--no-build: it must exist already)", err=True)
+        for plan in plans:
+            click.echo(f"image: {plan.image} (--no-build: it must exist already)", err=True)
     else:
-        own = (project / "Dockerfile").is_file()
-        text = None if own else dockerfile.dockerfile(__version__,
-                                                      requirements=(project / "requirements.txt").is_file())
-        kubectl.build_image(image, project, text, dry_run=dry_run)
-        kubectl.push_image(image, dry_run=dry_run)
+        _build(project, plans, output, dry_run=dry_run, exclude=[output])
     kubectl.apply(output, context=kube_context, dry_run=dry_run)
     if dry_run:
-        click.echo("dry run: nothing was built, pushed or applied", err=True)
+        click.echo(f"dry run: nothing was built, pushed or applied; the files are in {output}", err=True)
     else:
         click.echo(f"deployed: kubectl get pods -n {namespace} -l {manifests.selector(graph.app)}")
 
 
+def _build(project: Path, plans: list, output: Path, *, dry_run: bool, exclude: list[Path]) -> None:
+    """Build and push every image. A generated Dockerfile builds from a staged context (the project and
+    EdgeFlow's source): under ``<out>/docker/<image>/`` in a dry run, so it can be inspected and built by
+    hand, else in a temporary folder removed afterwards. A project's own Dockerfile builds its default image
+    from the project folder itself."""
+    from edgeflow import __version__
+    from edgeflow.deploy import dockerfile, kubectl
+
+    requirements = (project / "requirements.txt").is_file()
+    for plan in plans:
+        if plan.default and (project / "Dockerfile").is_file():
+            kubectl.build_image(plan.image, project, None, dry_run=dry_run)
+            kubectl.push_image(plan.image, dry_run=dry_run)
+            continue
+        text = dockerfile.dockerfile(__version__, requirements=requirements, base=plan.base,
+                                     dependencies=plan.dependencies, nodes=() if plan.default else plan.nodes)
+        slug = plan.image.rsplit("/", 1)[-1].split(":")[0]
+        if dry_run:
+            context = output / "docker" / slug
+            if context.exists():
+                import shutil
+                shutil.rmtree(context)          # ours from an earlier dry run into the same --out
+            dockerfile.stage_context(project, context, text, exclude)
+            kubectl.build_image(plan.image, context, text, dry_run=True)
+        else:
+            with tempfile.TemporaryDirectory(prefix="edgeflow-build-") as tmp:
+                context = dockerfile.stage_context(project, Path(tmp) / slug, text, exclude)
+                kubectl.build_image(plan.image, context, text, dry_run=False)
+        kubectl.push_image(plan.image, dry_run=dry_run)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("file", type=click.Path(dir_okay=True, path_type=str))
-@click.option("--namespace", "-n", required=True, metavar="N", help="The namespace it was deployed to.")
+@click.option("--namespace", "-n", default=DEFAULT_NAMESPACE, show_default=True, metavar="N",
+              help="The namespace it was deployed to.")
 @click.option("--kube-context", metavar="C", help="kubectl context (default: the current one).")
 @click.option("--dry-run", is_flag=True, help="Print the kubectl command instead of running it.")
 def clean(file: str, namespace: str, kube_context: str | None, dry_run: bool) -> None:

@@ -15,6 +15,8 @@ What comes out, in order:
   ``nodeSelector edgeflow.io/device=<device>`` when the node has a device; nodes of one shared-memory group
   (``group="vision"``) are containers of one Pod instead (one Deployment per group, ``shareProcessNamespace``:
   the ring finds dead readers by pid, which needs one PID namespace), so their links stay zero-copy;
+- a node's container runs the project's image, or the image of its node.toml ``[build]`` table
+  (``DeployConfig.images``); node.toml's ``[runtime] gpu = true`` puts ``nvidia.com/gpu: 1`` in its limits;
 - for a gateway, a ClusterIP Service (HTTP and the TCP frame port, for the other nodes) and, when it has a
   ``node_port``, a NodePort Service for the dashboard.
 
@@ -43,6 +45,7 @@ import math
 import re
 from typing import Any, Iterable
 
+from edgeflow.config import DEFAULT_GATEWAY_HTTP_PORT, DEFAULT_GATEWAY_TCP_PORT
 from edgeflow.errors import ConfigError
 
 MANAGED_BY = "edgeflow"
@@ -56,7 +59,8 @@ APP_UID = 10001                        # the image's user (Dockerfile: USER 1000
 REDIS_IMAGE = "redis:7.4-alpine"
 REDIS_UID, REDIS_GID = 999, 1000       # the redis user of the alpine image
 REDIS_PORT = 6379
-HTTP_PORT, TCP_PORT = 8000, 8001       # edgeflow.config defaults of GATEWAY_HTTP_PORT / GATEWAY_TCP_PORT
+HTTP_PORT, TCP_PORT = DEFAULT_GATEWAY_HTTP_PORT, DEFAULT_GATEWAY_TCP_PORT   # 8000, 8080 (the original's)
+GPU_RESOURCE = "nvidia.com/gpu"        # what node.toml's [runtime] gpu = true asks for (NVIDIA device plugin)
 NODE_PORT_RANGE = (30000, 32767)       # the API server's default --service-node-port-range
 SECRET_KEY = "password"
 WORKDIR = "/app"
@@ -85,11 +89,12 @@ class DeployConfig:
     """What ``build`` needs besides the Graph.
 
     Attributes:
-        image: the project's image reference (every node runs it).
+        image: the project's image reference (every node runs it, unless ``images`` names another).
         namespace: where everything goes (a DNS label).
         password: the Redis password the Secret carries (letters and digits: it is put into URLs).
         file: the pipeline file inside the image, relative to WORKDIR (``main.py``).
         pull_policy: imagePullPolicy of the node containers.
+        images: node name -> its own image (a node.toml ``[build]`` table's), for the nodes not on ``image``.
     """
 
     image: str
@@ -97,6 +102,7 @@ class DeployConfig:
     password: str
     file: str = "main.py"
     pull_policy: str = "IfNotPresent"
+    images: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
 
 
 # -- names -----------------------------------------------------------------------------------------------
@@ -387,15 +393,22 @@ def _node_env(graph: Any, spec: Any, names: _Names, config_keys: Iterable[str]) 
 
 def _resources(spec: Any, shm: int) -> dict[str, Any]:
     """Requests and limits; the node option ``resources`` (Kubernetes form) replaces them. No CPU limit:
-    CFS throttling stalls a frame loop for whole periods, which shows up as latency spikes."""
+    CFS throttling stalls a frame loop for whole periods, which shows up as latency spikes. A node with
+    node.toml's ``[runtime] gpu = true`` gets ``nvidia.com/gpu: 1`` in its limits (extended resources are
+    requested through limits; Kubernetes sets the request equal)."""
     given = spec.options.get("resources")
     if given is not None:
         if not isinstance(given, dict):
             raise ConfigError(f"node {spec.name!r}: option resources must be a mapping "
                               "({'requests': {...}, 'limits': {...}})")
-        return dict(given)
-    mib = math.ceil(shm / MIB)
-    return {"requests": {"cpu": "100m", "memory": f"{128 + mib}Mi"}, "limits": {"memory": f"{512 + mib}Mi"}}
+        out = {key: dict(value) if isinstance(value, dict) else value for key, value in given.items()}
+    else:
+        mib = math.ceil(shm / MIB)
+        out = {"requests": {"cpu": "100m", "memory": f"{128 + mib}Mi"},
+               "limits": {"memory": f"{512 + mib}Mi"}}
+    if getattr(spec, "gpu", False):
+        out.setdefault("limits", {}).setdefault(GPU_RESOURCE, 1)
+    return out
 
 
 def _node_container(graph: Any, spec: Any, replica: int | None, names: _Names, cfg: DeployConfig,
@@ -404,7 +417,7 @@ def _node_container(graph: Any, spec: Any, replica: int | None, names: _Names, c
     suffix = "" if replica is None else f"-r{replica}"
     container: dict[str, Any] = {
         "name": dns_name(f"{spec.name}{suffix}", taken),
-        "image": cfg.image, "imagePullPolicy": cfg.pull_policy, "workingDir": WORKDIR,
+        "image": cfg.images.get(spec.name, cfg.image), "imagePullPolicy": cfg.pull_policy, "workingDir": WORKDIR,
         "command": ["edgeflow"], "args": ["run", cfg.file, *run],
         "env": _node_env(graph, spec, names, config_keys),
         "resources": _resources(spec, ring_bytes(graph, spec, 1)),    # a container runs one replica

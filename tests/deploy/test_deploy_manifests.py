@@ -105,7 +105,7 @@ def test_quickstart_in_detail(tmp_path):
     assert config == {"EDGEFLOW_APP": "test-distributed-system",
                       "REDIS_HOST": "test-distributed-system-redis", "REDIS_PORT": "6379",
                       "GATEWAY_HOST": "test-distributed-system-gateway",
-                      "GATEWAY_TCP_PORT": "8001", "GATEWAY_HTTP_PORT": "8000"}
+                      "GATEWAY_TCP_PORT": "8080", "GATEWAY_HTTP_PORT": "8000"}
     gateway = containers(deployments["test-distributed-system-gateway"])[0]
     assert gateway["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
