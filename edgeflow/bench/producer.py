@@ -85,8 +85,8 @@ class Session:
     """One producer (this process) and one consumer child, for one case at one frame size.
 
     Use it as a context manager; ``close()`` stops the child (terminating it if it does not answer) and closes
-    the transport, in that order, even when a phase failed. ``ring.run_case`` drives a whole case; pytest-benchmark
-    drives ``pace`` and ``roundtrip`` itself. ``receivers`` maps sender kinds of other modules to their
+    the transport, in that order, even when a phase failed. ``ring.run_case`` drives a whole case;
+    pytest-benchmark drives ``pace`` and ``roundtrip`` itself. ``receivers`` maps sender kinds of other modules to their
     consumer-side classes (see edgeflow.cli._benchnet).
     """
 
