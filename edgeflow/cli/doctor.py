@@ -18,6 +18,8 @@ import socket
 from collections.abc import Callable
 import click
 
+from edgeflow.config import DEFAULT_GATEWAY_HTTP_PORT, DEFAULT_GATEWAY_TCP_PORT
+
 SHM = "/dev/shm"
 SHM_RECOMMENDED = 256 * 1024 * 1024      # a few rings of full-HD frames (8 slots of 6 MB = 50 MB each)
 FRAME_HD = 1920 * 1080 * 3
@@ -187,8 +189,8 @@ def run_checks(redis_url: str | None) -> list[Check]:
     steps: list[tuple[str, Callable[[], Check]]] = [
         ("compiled core", check_core), ("/dev/shm", check_shm), ("stale segments", check_stale),
         ("redis", lambda: check_redis(redis_url)),
-        ("GATEWAY_HTTP_PORT", lambda: check_port("GATEWAY_HTTP_PORT", 8000)),
-        ("GATEWAY_TCP_PORT", lambda: check_port("GATEWAY_TCP_PORT", 8001)),
+        ("GATEWAY_HTTP_PORT", lambda: check_port("GATEWAY_HTTP_PORT", DEFAULT_GATEWAY_HTTP_PORT)),
+        ("GATEWAY_TCP_PORT", lambda: check_port("GATEWAY_TCP_PORT", DEFAULT_GATEWAY_TCP_PORT)),
         ("docker", lambda: check_tool("docker")), ("kubectl", lambda: check_tool("kubectl"))]
     out = []
     for name, step in steps:

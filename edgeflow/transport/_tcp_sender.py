@@ -564,7 +564,7 @@ class TcpSender:
         ConfigError: a bad topic, app, port, token or codec.
 
     Example:
-        >>> with TcpSender("camera", "gateway.lan", 8001, app="demo", token="s3cret") as sender:
+        >>> with TcpSender("camera", "gateway.lan", 8080, app="demo", token="s3cret") as sender:
         ...     fid = sender.publish(frame_array, meta={"exposure": 0.01})
     """
 

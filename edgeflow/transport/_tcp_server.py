@@ -593,7 +593,7 @@ class TcpServer:
         ConfigError: the port is in use (or cannot be listened on), or a bad option.
 
     Example:
-        >>> with TcpServer(port=8001, token="s3cret") as server:
+        >>> with TcpServer(port=8080, token="s3cret") as server:
         ...     server.start()
         ...     frame = server.subscriber("camera").recv(timeout=5.0)
     """
