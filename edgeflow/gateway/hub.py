@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from edgeflow._series import Series      # the one latency series (also node statistics)
+
 log = logging.getLogger("edgeflow.gateway")
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 MIN_IMAGE_SIDE = 8            # smaller 2-D arrays are data (a 4x4 matrix is not a picture)
 MAX_VARIANTS = 8              # distinct sizes kept per topic; more distinct requests than this evict old ones
 BOUNDARY = "edgeflowframe"    # MJPEG part boundary
-RESERVOIR = 1024              # newest samples kept per timing series
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,28 +93,6 @@ class Encoded:
     height: int
     encode_s: float
     passthrough: bool = False     # the payload already was this JPEG: nothing was encoded
-
-
-class Series:
-    """The newest RESERVOIR durations (seconds) with their count and sum; percentiles in seconds."""
-
-    def __init__(self) -> None:
-        self.samples: collections.deque = collections.deque(maxlen=RESERVOIR)
-        self.count = 0
-        self.total = 0.0
-
-    def add(self, seconds: float) -> None:
-        """Record one duration."""
-        self.samples.append(seconds)
-        self.count += 1
-        self.total += seconds
-
-    def quantile(self, q: float) -> float | None:
-        """The q-quantile of the newest samples, or None when there are none."""
-        ordered = sorted(self.samples)
-        if not ordered:
-            return None
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 class Topic:

@@ -3,15 +3,16 @@
 Built from the runtime's statistics snapshot on each scrape (a custom collector on a private registry), so the
 figures are the ones the dashboard shows. Names and labels:
 
-    edgeflow_node_*{node}      frames_in, frames_out, errors, restarts (counters), fps, replicas{state},
-                               drops{node,reason}, processing_seconds and latency_seconds (summaries:
-                               quantiles 0.5 and 0.99 of the newest samples, _sum, _count)
+    edgeflow_node_*{node}      frames_in, frames_out, errors, restarts (counters), fps, failing, replicas{state},
+                               drops{node,reason}, processing_seconds and latency_seconds (histograms:
+                               _bucket{le}, _sum, _count; a replicated node's buckets are the sum of its
+                               replicas', so histogram_quantile works across replicas and hosts)
     edgeflow_edge_*{edge}      frames, drops (counters); edgeflow_edge_info{edge,source,target,qos,transport}
                                = 1. ``edge`` is "source->target" (with ".channel" on the source)
     edgeflow_topic_*{topic}    what the gateway received and served per topic: frames, fps,
                                frame_age_seconds, viewers{kind}, jpeg_encodes, frames_sent, frames_skipped
-                               (a viewer was too slow), encode_seconds and delivery_seconds (frame handed to
-                               the gateway -> its bytes written to a viewer's socket)
+                               (a viewer was too slow), encode_seconds and delivery_seconds (histograms: frame
+                               handed to the gateway -> its bytes written to a viewer's socket)
 
 Latencies are in seconds, the Prometheus convention; the JSON API keeps the runtime's milliseconds.
 """
@@ -22,10 +23,12 @@ import time
 from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
+                                    InfoMetricFamily, Metric)
+
+from edgeflow._series import cumulative_buckets
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-QUANTILES = (("0.5", "p50"), ("0.99", "p99"))
 
 
 def edge_label(edge: dict) -> str:
@@ -36,8 +39,8 @@ def edge_label(edge: dict) -> str:
     return f"{source}->{edge.get('target', '?')}"
 
 
-def _summary(name: str, doc: str) -> Metric:
-    return Metric(name, doc, "summary")
+def _histogram(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, doc, labels=labels)
 
 
 def merge_edges(stats: dict, graph: dict) -> list[dict]:
@@ -61,27 +64,11 @@ def merge_edges(stats: dict, graph: dict) -> list[dict]:
     return out
 
 
-def _add_summary(metric: Metric, labels: dict, ms: dict | None) -> None:
-    """Samples of one series from the runtime's {p50, p99, mean, count} in milliseconds."""
-    ms = ms or {}
-    count = int(ms.get("count") or 0)
-    for quantile, key in QUANTILES:
-        value = ms.get(key)
-        metric.add_sample(metric.name, {**labels, "quantile": quantile},
-                          float("nan") if value is None else value / 1e3)
-    mean = ms.get("mean")
-    metric.add_sample(metric.name + "_count", labels, count)
-    metric.add_sample(metric.name + "_sum", labels, 0.0 if mean is None else mean * count / 1e3)
-
-
-def _add_series(metric: Metric, labels: dict, series) -> None:
-    """Samples of one of the gateway's own Series (seconds)."""
-    for quantile, _ in QUANTILES:
-        value = series.quantile(float(quantile))
-        metric.add_sample(metric.name, {**labels, "quantile": quantile},
-                          float("nan") if value is None else value)
-    metric.add_sample(metric.name + "_count", labels, series.count)
-    metric.add_sample(metric.name + "_sum", labels, series.total)
+def _add_histogram(metric: HistogramMetricFamily, labels: list[str], histogram: dict | None) -> None:
+    """One series of a histogram family from a Series.histogram() dict (or a merge of several); an absent
+    histogram is exported empty rather than left out, so every node has the series from the start."""
+    histogram = histogram or {}
+    metric.add_metric(labels, cumulative_buckets(histogram), sum_value=float(histogram.get("sum") or 0.0))
 
 
 def node_families(stats: dict) -> Iterable[Metric]:
@@ -93,13 +80,16 @@ def node_families(stats: dict) -> Iterable[Metric]:
         ("restarts", "Times the supervisor restarted one of the node's replicas."))}
     fps = GaugeMetricFamily("edgeflow_node_fps", "Frames per second the node handled lately.",
                             labels=["node"])
+    failing = GaugeMetricFamily("edgeflow_node_failing",
+                                "1 while the node's hook calls have all failed for 10 s or more.", labels=["node"])
     replicas = GaugeMetricFamily("edgeflow_node_replicas", "Replicas of the node by state.",
                                  labels=["node", "state"])
     drops = CounterMetricFamily("edgeflow_node_drops", "Frames dropped, by reason.",
                                 labels=["node", "reason"])
-    processing = _summary("edgeflow_node_processing_seconds", "Time in the node's hook per frame.")
-    latency = _summary("edgeflow_node_latency_seconds",
-                       "End-to-end latency: capture timestamp to the node's output sent (or consumed).")
+    processing = _histogram("edgeflow_node_processing_seconds", "Time in the node's hook per frame.", ["node"])
+    latency = _histogram("edgeflow_node_latency_seconds",
+                         "End-to-end latency: capture timestamp to the node's output sent (or consumed).",
+                         ["node"])
     # fusion nodes: each input's clock offset (arrival minus capture stamp, windowed minimum) and silence
     offset = GaugeMetricFamily("edgeflow_fusion_clock_offset_seconds",
                                "Per fusion input: windowed minimum of arrival time minus capture stamp.",
@@ -110,6 +100,7 @@ def node_families(stats: dict) -> Iterable[Metric]:
         for key, family in counters.items():
             family.add_metric([name], node.get(key) or 0)
         fps.add_metric([name], node.get("fps") or 0.0)
+        failing.add_metric([name], 1.0 if node.get("failing") else 0.0)
         states: dict[str, int] = {}
         for state in node.get("states") or ():
             states[state] = states.get(state, 0) + 1
@@ -117,15 +108,15 @@ def node_families(stats: dict) -> Iterable[Metric]:
             replicas.add_metric([name, state], n)
         for reason, n in sorted((node.get("drops") or {}).items()):
             drops.add_metric([name, str(reason)], n)
-        _add_summary(processing, {"node": name}, node.get("processing_ms"))
-        _add_summary(latency, {"node": name}, node.get("latency_ms"))
+        _add_histogram(processing, [name], node.get("processing_hist"))
+        _add_histogram(latency, [name], node.get("latency_hist"))
         extra = node.get("extra") or {}
         for label, ms in sorted((extra.get("clock_offset_ms") or {}).items()):
             if ms is not None:
                 offset.add_metric([name, label], ms / 1e3)
         for label in extra.get("silent_inputs") or ():
             silent.add_metric([name, label], 1)
-    return [*counters.values(), fps, replicas, drops, processing, latency, offset, silent]
+    return [*counters.values(), fps, failing, replicas, drops, processing, latency, offset, silent]
 
 
 def edge_families(stats: dict, graph: dict) -> Iterable[Metric]:
@@ -160,9 +151,9 @@ def topic_families(hub) -> Iterable[Metric]:
                             "Seconds since the topic's newest frame arrived.", labels=["topic"])
     viewers = GaugeMetricFamily("edgeflow_topic_viewers", "Open viewers of the topic.",
                                 labels=["topic", "kind"])
-    encode = _summary("edgeflow_topic_encode_seconds", "Time to JPEG-encode one frame.")
-    delivery = _summary("edgeflow_topic_delivery_seconds",
-                        "Frame handed to the gateway -> its bytes written to a viewer's socket.")
+    encode = _histogram("edgeflow_topic_encode_seconds", "Time to JPEG-encode one frame.", ["topic"])
+    delivery = _histogram("edgeflow_topic_delivery_seconds",
+                          "Frame handed to the gateway -> its bytes written to a viewer's socket.", ["topic"])
     now = time.perf_counter()
     for topic in list(hub.topics.values()):
         frames.add_metric([topic.name], topic.frames)
@@ -174,8 +165,8 @@ def topic_families(hub) -> Iterable[Metric]:
         age.add_metric([topic.name], float("nan") if entry is None else now - entry.handed)
         for kind in ("mjpeg", "ws"):
             viewers.add_metric([topic.name, kind], topic.viewers.get(kind, 0))
-        _add_series(encode, {"topic": topic.name}, topic.encode_time)
-        _add_series(delivery, {"topic": topic.name}, topic.delivery)
+        _add_histogram(encode, [topic.name], topic.encode_time.histogram())
+        _add_histogram(delivery, [topic.name], topic.delivery.histogram())
     return [frames, fps, age, viewers, encodes, sent, skipped, encode, delivery]
 
 

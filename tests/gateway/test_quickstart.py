@@ -129,7 +129,7 @@ def test_metrics_cover_every_node_and_edge(example):
     assert edges == {"fake_camera->gpu_processor", "gpu_processor->gateway", "fake_camera->gateway"}
     assert {s.labels["topic"] for s in samples if s.name == "edgeflow_topic_fps"} == {"fake_camera",
                                                                                      "gpu_processor"}
-    latency = [s for s in samples if s.name == "edgeflow_node_latency_seconds" and s.labels.get("quantile")]
+    latency = [s for s in samples if s.name == "edgeflow_node_latency_seconds_bucket"]
     assert {s.labels["node"] for s in latency} == nodes
 
 

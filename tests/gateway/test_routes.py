@@ -155,11 +155,8 @@ async def test_metrics_parse_with_consistent_names_and_labels():
     replicas = samples("edgeflow_node_replicas")
     assert replicas[(("node", "detector"), ("state", "restarting"))] == 1
     for name in ("edgeflow_node_processing_seconds", "edgeflow_node_latency_seconds"):
-        assert families[name].type == "summary"
-    latency = samples("edgeflow_node_latency_seconds")
-    assert latency[(("node", "detector"), ("quantile", "0.5"))] == pytest.approx(0.0045)
-    assert latency[(("node", "detector"), ("quantile", "0.99"))] == pytest.approx(0.012)
-    assert np.isnan(latency[(("node", "gateway"), ("quantile", "0.5"))])        # no samples yet
+        assert families[name].type == "histogram"        # tests/gateway/test_metrics_histograms.py: values
+    assert samples("edgeflow_node_latency_seconds_bucket")[(("le", "+Inf"), ("node", "gateway"))] == 0
     edge = (("edge", "detector->gateway"),)
     assert samples("edgeflow_edge_frames_total")[edge] == 850
     assert samples("edgeflow_edge_drops_total")[edge] == 12
