@@ -365,7 +365,9 @@ class Server:
 
 def _bind_error(host: str, port: int, exc: OSError) -> ConfigError:
     if exc.errno == errno.EADDRINUSE:
-        return ConfigError(f"gateway: port {port} is in use")
+        # say which settings move it: the port comes from WebInterface(port=) or else $GATEWAY_HTTP_PORT
+        return ConfigError(f"gateway: port {port} is in use; choose another with WebInterface(port=...) or "
+                           f"the GATEWAY_HTTP_PORT environment variable")
     if exc.errno == errno.EACCES:
         return ConfigError(f"gateway: port {port} needs privileges (use a port above 1023)")
     return ConfigError(f"gateway: cannot listen on {host}:{port}: {exc.strerror or exc}")

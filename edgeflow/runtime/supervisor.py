@@ -211,6 +211,7 @@ class Supervisor:
             rep.state = "failed"
             self.echo(f"{rep.label}: stopped by a configuration error (see above); not restarted")
             self._tell_downstream_if_done(rep.job.spec.name)
+            self._stop_requested = True      # the app cannot run as configured (e.g. a port in use): end it now
         else:
             self._crashed(rep, code)
 
