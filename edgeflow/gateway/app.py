@@ -30,6 +30,7 @@ import hmac
 import inspect
 import logging
 import os
+import re
 import threading
 import warnings
 import weakref
@@ -40,7 +41,7 @@ from aiohttp import web
 from edgeflow.errors import ConfigError
 from edgeflow.gateway import routes, stream
 from edgeflow.gateway.hub import Hub
-from edgeflow.gateway.routes import HUB, INTERFACE, RUNTIME, VIEWS, Views, dumps, json_response
+from edgeflow.gateway.routes import HUB, INTERFACE, RUNTIME, VIEWS, Views, dumps, json_error, json_response
 
 log = logging.getLogger("edgeflow.gateway")
 
@@ -125,7 +126,8 @@ def make_app(interface: Any, runtime: Any, hub: Hub | None = None) -> web.Applic
         hub: the Hub frames are published to (a new one when omitted: ``app[routes.HUB]``).
 
     Raises:
-        ConfigError: a bad option, or a custom route that clashes with a built-in one.
+        ConfigError: a bad option, or a bad custom route (a custom route with the method and path of a
+            built-in one replaces it).
 
     Example:
         >>> app = make_app(WebInterface(port=0), StaticRuntime())   # doctest: +SKIP
@@ -139,9 +141,9 @@ def make_app(interface: Any, runtime: Any, hub: Hub | None = None) -> web.Applic
     app[VIEWS] = Views(runtime, hub)
     app[stream.SOCKETS] = weakref.WeakSet()
     app[stream.STATS_INTERVAL] = float(options["stats_interval"])
-    routes.add_routes(app)
-    stream.add_routes(app)
-    _add_custom_routes(app, getattr(interface, "routes", ()))
+    custom = _add_custom_routes(app, getattr(interface, "routes", ()))
+    routes.add_routes(app, skip=custom)
+    stream.add_routes(app, skip=custom)
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)
     app.on_cleanup.append(_cleanup)
@@ -214,34 +216,109 @@ def _auth(token: str | None):
     return auth
 
 
-def _add_custom_routes(app: web.Application, custom) -> None:
-    taken = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource}
+def _add_custom_routes(app: web.Application, custom) -> set:
+    """Register the user's routes (before the built-in ones, so that one with the same method and path wins:
+    the original's main2.py replaces /api/status). Returns the (method, path) pairs taken.
+
+    Raises:
+        ConfigError: two custom routes with the same method and path, or a path aiohttp refuses.
+    """
+    taken: set = set()
     for method, path, handler in custom:
-        if (method, path) in taken or ("GET", path) in taken and method == "HEAD":
-            raise ConfigError(f"gateway: custom route {method} {path}: clashes with a built-in route")
+        if (method, path) in taken:
+            raise ConfigError(f"gateway: custom route {method} {path}: defined twice")
         taken.add((method, path))
         try:
-            app.router.add_route(method, path, _custom_handler(handler))
+            app.router.add_route(method, path, _custom_handler(handler, path))
         except (RuntimeError, ValueError) as exc:
             raise ConfigError(f"gateway: custom route {method} {path}: {exc}") from exc
+    return taken
 
 
-def _custom_handler(handler):
-    """Wrap a user's route function: sync or async; it may return a response, a dict/list (JSON), str or
-    bytes, or None (204)."""
+_REQUEST_TYPES = (web.Request, web.BaseRequest)
+
+
+def _plan_call(handler, path: str) -> list:
+    """How to call a route function: one (kind, name, annotation, default) per parameter.
+
+    kind is "request" (the aiohttp request), "path" (``{name}`` in the route's path), or "query" (``?name=``).
+    A function with no parameter is called with none; a single parameter that is not a path variable and has
+    no scalar annotation is the request (today's ``(request) -> response``); a parameter named ``request`` or
+    annotated with aiohttp's Request is the request. Others come from the path or the query string, as
+    FastAPI would pass them in the original.
+    """
+    try:
+        params = list(inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):                 # a builtin without a signature: give it the request
+        return [("request", "request", None, inspect.Parameter.empty)]
+    variables = set(re.findall(r"{(\w+)(?::[^}]*)?}", path))
+    plan = []
+    for param in params:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = param.annotation
+        if isinstance(annotation, str):             # from __future__ import annotations: names, not types
+            annotation = {"int": int, "float": float, "str": str, "bool": bool}.get(annotation, annotation)
+        is_request = param.name in ("request", "req") or (isinstance(annotation, type)
+                                                           and issubclass(annotation, _REQUEST_TYPES))
+        if not is_request and len(params) == 1 and param.name not in variables \
+                and annotation not in (int, float, str, bool):
+            is_request = True
+        if is_request:
+            plan.append(("request", param.name, None, param.default))
+        else:
+            plan.append(("path" if param.name in variables else "query", param.name,
+                         annotation if annotation in (int, float, str, bool) else None, param.default))
+    return plan
+
+
+def _argument(request: web.Request, kind: str, name: str, annotation, default):
+    if kind == "request":
+        return request
+    source = request.match_info if kind == "path" else request.query
+    if name not in source:
+        if default is inspect.Parameter.empty:
+            raise json_error(400, f"missing parameter {name!r}", parameter=name)
+        return default
+    raw = source[name]
+    if annotation is None or annotation is str:
+        return raw
+    if annotation is bool:
+        return raw.lower() in ("1", "true", "yes", "on")
+    try:
+        return annotation(raw)
+    except ValueError:
+        raise json_error(400, f"{name} must be {'an integer' if annotation is int else 'a number'}",
+                         parameter=name) from None
+
+
+def _custom_handler(handler, path: str = "/"):
+    """Wrap a user's route function: with or without a request parameter (or path/query parameters by name),
+    sync (run in a worker thread, as FastAPI did, so it cannot stall the streams) or async; it may return a
+    response, a dict/list (JSON), str (text), bytes, or None (204)."""
+    plan = _plan_call(handler, path)
+    is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None))
+
     async def call(request: web.Request) -> web.StreamResponse:
-        result = handler(request)
+        args = [_argument(request, *step) for step in plan]
+        names = [step[1] for step in plan]
+        kwargs = dict(zip(names, args))
+        if is_async:
+            result = handler(**kwargs)
+        else:
+            result = await asyncio.to_thread(handler, **kwargs)
         if inspect.isawaitable(result):
             result = await result
         if isinstance(result, web.StreamResponse):
             return result
         if result is None:
             return web.Response(status=204)
-        if isinstance(result, (dict, list)):
+        if isinstance(result, (dict, list, tuple)):
             return json_response(result)
         if isinstance(result, str):
             return web.Response(text=result)
-        if isinstance(result, (bytes, bytearray)):
+        if isinstance(result, (bytes, bytearray, memoryview)):
             return web.Response(body=bytes(result), content_type="application/octet-stream")
         raise TypeError(f"route returned {type(result).__name__}; "
                         "return a response, dict, list, str or bytes")

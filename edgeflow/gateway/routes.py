@@ -286,17 +286,21 @@ async def prometheus(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
-def add_routes(app: web.Application) -> None:
-    """Register the REST, health, metrics and dashboard routes on ``app``."""
-    app.router.add_get("/", index)
-    app.router.add_get("/dashboard", dashboard)
-    app.router.add_get("/static/{name}", static)
-    app.router.add_get("/health", health)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/api/status", status)
-    app.router.add_get("/api/fps", fps)
-    app.router.add_get("/api/graph", graph)
-    app.router.add_get("/api/topics", topics)
-    app.router.add_get("/api/topics/{topic}", topic)
-    app.router.add_get("/metrics", prometheus)
+def add_get(app: web.Application, path: str, handler, skip=frozenset(), **kwargs) -> None:
+    """``app.router.add_get`` unless the user's own route took ``GET path`` (then theirs is served)."""
+    if ("GET", path) in skip:
+        log.info("gateway: the custom route GET %s replaces the built-in one", path)
+        return
+    if ("HEAD", path) in skip:
+        kwargs["allow_head"] = False
+    app.router.add_get(path, handler, **kwargs)
+
+
+def add_routes(app: web.Application, skip=frozenset()) -> None:
+    """Register the REST, health, metrics and dashboard routes on ``app``, except those in ``skip``
+    ((method, path) pairs the user's custom routes took)."""
+    for path, handler in (("/", index), ("/dashboard", dashboard), ("/static/{name}", static),
+                          ("/health", health), ("/healthz", healthz), ("/readyz", readyz),
+                          ("/api/status", status), ("/api/fps", fps), ("/api/graph", graph),
+                          ("/api/topics", topics), ("/api/topics/{topic}", topic), ("/metrics", prometheus)):
+        add_get(app, path, handler, skip)

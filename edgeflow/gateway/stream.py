@@ -22,7 +22,7 @@ from typing import Awaitable, Callable
 from aiohttp import WSMsgType, web
 
 from edgeflow.gateway.hub import BOUNDARY, Encoded, Entry, Hub, Topic, Variant
-from edgeflow.gateway.routes import HUB, VIEWS, dumps, find_topic, json_error
+from edgeflow.gateway.routes import HUB, VIEWS, add_get, dumps, find_topic, json_error
 
 log = logging.getLogger("edgeflow.gateway")
 
@@ -218,13 +218,12 @@ async def ws_stats(request: web.Request) -> web.WebSocketResponse:
     return await _serve_socket(request, sender)
 
 
-def add_routes(app: web.Application) -> None:
-    """Register the video, snapshot and WebSocket routes (HEAD would start a stream: not offered)."""
-    app.router.add_get("/video", mjpeg, allow_head=False)
-    app.router.add_get("/video/{topic}", mjpeg, allow_head=False)
-    app.router.add_get("/snapshot/{topic}", snapshot, allow_head=False)
-    app.router.add_get("/ws/video/{topic}", ws_video, allow_head=False)
-    app.router.add_get("/ws/stats", ws_stats, allow_head=False)
+def add_routes(app: web.Application, skip=frozenset()) -> None:
+    """Register the video, snapshot and WebSocket routes (HEAD would start a stream: not offered), except
+    those in ``skip`` ((method, path) pairs the user's custom routes took)."""
+    for path, handler in (("/video", mjpeg), ("/video/{topic}", mjpeg), ("/snapshot/{topic}", snapshot),
+                          ("/ws/video/{topic}", ws_video), ("/ws/stats", ws_stats)):
+        add_get(app, path, handler, skip, allow_head=False)
 
 
 async def close_sockets(app: web.Application) -> None:

@@ -295,10 +295,11 @@ async def test_custom_routes_sync_async_and_failing():
         assert (await client.get("/hello")).status == 200                        # the server goes on
 
 
-def test_custom_route_clashing_with_a_builtin_one_is_a_config_error():
+def test_the_same_custom_route_twice_is_a_config_error():
     web = WebInterface(port=0)
-    web.route("GET", "/metrics")(lambda request: "mine")
-    with pytest.raises(ConfigError, match="custom route GET /metrics"):
+    web.route("GET", "/mine")(lambda request: "mine")
+    web.route("/mine")(lambda: "again")
+    with pytest.raises(ConfigError, match="custom route GET /mine: defined twice"):
         make_app(web, StaticRuntime())
 
 
