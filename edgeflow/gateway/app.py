@@ -10,6 +10,10 @@ The runtime, in the gateway node's process, does for each interface that names a
 below is a stand-in for tests, benchmarks and embedding. ``make_app`` builds the same Application without any
 thread, for aiohttp's test client.
 
+Play-out buffer: ``WebInterface(buffer_delay=0.5, queue_size=60)`` shows each topic's frames half a second late,
+paced by their capture timestamps (see edgeflow.gateway.hub); ``buffer_delay=0`` (the default) shows the newest
+at once. /api/topics shows each topic's ``buffer`` (depth, late, late_drops, overflow_drops, reanchors).
+
 WebInterface options (``WebInterface(port=..., jpeg_quality=70)``):
     jpeg_quality    default JPEG quality, 1-100 (80)
     encoders        JPEG encoder threads (2)
@@ -117,6 +121,32 @@ def options_of(interface: Any) -> dict:
     return out
 
 
+MAX_BUFFER_DELAY = 30.0       # seconds; a longer play-out delay is a mistake, not a wish
+
+
+def playout_of(interface: Any) -> tuple[float, int]:
+    """(buffer_delay, queue_size) of the interface, checked.
+
+    Raises:
+        ConfigError: buffer_delay not a number 0-30 s, or queue_size not an integer >= 1.
+    """
+    delay = getattr(interface, "buffer_delay", 0.0)
+    size = getattr(interface, "queue_size", 60)
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= MAX_BUFFER_DELAY:
+        raise ConfigError(f"gateway: buffer_delay={delay!r}: must be 0-{MAX_BUFFER_DELAY:g} seconds")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"gateway: queue_size={size!r}: must be an integer >= 1")
+    return float(delay), size
+
+
+def new_hub(interface: Any) -> Hub:
+    """The Hub the interface's options describe (JPEG quality, encoders, play-out buffer)."""
+    options = options_of(interface)
+    delay, size = playout_of(interface)
+    return Hub(quality=options["jpeg_quality"], encoders=options["encoders"], buffer_delay=delay,
+               queue_size=size)
+
+
 def make_app(interface: Any, runtime: Any, hub: Hub | None = None) -> web.Application:
     """The gateway's aiohttp Application: every route, the token check, JSON errors, security headers.
 
@@ -134,7 +164,7 @@ def make_app(interface: Any, runtime: Any, hub: Hub | None = None) -> web.Applic
         >>> async with TestClient(TestServer(app)) as client: ...
     """
     options = options_of(interface)
-    hub = hub if hub is not None else Hub(quality=options["jpeg_quality"], encoders=options["encoders"])
+    hub = hub if hub is not None else new_hub(interface)
     token = getattr(interface, "token", None) or os.environ.get("EDGEFLOW_GATEWAY_TOKEN") or None
     app = web.Application(middlewares=[_errors, _auth(token)], client_max_size=1 << 20)
     app[HUB], app[RUNTIME], app[INTERFACE] = hub, runtime, interface
@@ -346,7 +376,7 @@ class Server:
         self.host = interface.host
         self.port = int(interface.port)
         options = options_of(interface)
-        self.hub = Hub(quality=options["jpeg_quality"], encoders=options["encoders"])
+        self.hub = new_hub(interface)
         self._app = make_app(interface, runtime, self.hub)
         self._access_log = options["access_log"]
         self._loop: asyncio.AbstractEventLoop | None = None

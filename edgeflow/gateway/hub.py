@@ -10,6 +10,25 @@ Viewers never queue: each one asks for "a frame newer than the one I sent", gets
 is busy writing (its socket is slow) newer frames simply replace older ones. Encoding is on demand and
 shared: the first viewer that asks for frame N at size S starts the encode, every other viewer awaits the
 same result, so a frame is encoded at most once per size, and never when nobody watches.
+
+Play-out buffer (``buffer_delay`` > 0, ``WebInterface(buffer_delay=0.5)``): instead of becoming the newest at
+once, a frame is copied (the runtime's zero-copy view is released after the hook) and held, and becomes the
+topic's newest at its slot ``t0_shown + (timestamp - t0_capture) + buffer_delay``: anchored on the topic's
+first frame (perf_counter when it arrived, its capture timestamp), so frames captured at an even cadence but
+arriving in bursts are shown at that cadence, ``buffer_delay`` late. Slots are kept by a timer on the event
+loop. Rules:
+
+* a frame that arrives after its slot (jitter above ``buffer_delay``) is shown at once, counted ``late``; if a
+  frame captured after it was shown already it is dropped instead (viewers never go back in time), counted
+  ``late_drops``;
+* at most ``queue_size`` frames are held per topic; one more drops the oldest held, counted
+  ``overflow_drops``;
+* the anchor is set again (``reanchors``) after a silence of ``max(1 s, 2 x buffer_delay)`` with nothing held
+  (a paused producer, a restart), and when a frame's slot is more than REANCHOR_S away from where it should
+  be (its capture clock jumped, or the link stalled): slot more than ``buffer_delay + REANCHOR_S`` ahead, or
+  more than ``max(REANCHOR_S, buffer_delay)`` behind.
+
+With ``buffer_delay`` 0 nothing is copied or held: the newest frame is shown at once, as always.
 """
 
 from __future__ import annotations
@@ -19,6 +38,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
+import heapq
 import itertools
 import json
 import logging
@@ -37,6 +57,8 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 MIN_IMAGE_SIDE = 8            # smaller 2-D arrays are data (a 4x4 matrix is not a picture)
 MAX_VARIANTS = 8              # distinct sizes kept per topic; more distinct requests than this evict old ones
 BOUNDARY = "edgeflowframe"    # MJPEG part boundary
+REANCHOR_S = 1.0              # seconds a slot may be off before the play-out buffer anchors again
+SLOT_SLACK = 0.0005           # seconds: a timer that fires this early still shows the frame (timer rounding)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +86,9 @@ NATIVE = Variant()
 class Entry:
     """One frame as the hub keeps it: the payload (zero-copy view or bytes) and what the pages show of it.
 
-    ``seq`` counts arrivals on this topic in this hub (frame ids alone are not unique when a topic is written
-    by several replicas); ``handed`` is ``time.perf_counter()`` when the frame reached the hub.
+    ``seq`` counts frames shown on this topic in this hub (frame ids alone are not unique when a topic is
+    written by several replicas); ``handed`` is ``time.perf_counter()`` when the frame became the topic's
+    newest (shown), ``arrived`` when it reached the hub (the same without a play-out buffer).
     """
     seq: int
     frame_id: int
@@ -79,6 +102,20 @@ class Entry:
     dtype: str
     handed: float
     wall: float
+    arrived: float = 0.0
+
+
+@dataclasses.dataclass(slots=True)
+class Held:
+    """A frame in the play-out buffer: its owned copy and its slot (perf_counter) in anchor epoch ``epoch``."""
+    due: float
+    epoch: int
+    frame_id: int
+    timestamp: float
+    meta: dict
+    data: Any
+    arrived: float
+    late: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,10 +153,24 @@ class Topic:
         self.encodes = 0
         self.encode_errors = 0
         self.encode_time = Series()
-        self.delivery = Series()                     # handed to the hub -> written to a viewer's socket
+        self.delivery = Series()                     # shown (newest) -> written to a viewer's socket
+        # the play-out buffer (buffer_delay > 0); guarded by _lock: filled by the node thread, emptied by the loop
+        self.held: list = []                         # heap of (due, order, Held)
+        self._order = itertools.count()
+        self.anchor: tuple[int, float, float] | None = None     # (epoch, capture timestamp, perf_counter)
+        self.epoch = 0
+        self.last_arrival: float | None = None
+        self.shown_epoch = -1                        # epoch and capture time of the newest frame shown
+        self.shown_timestamp = float("-inf")
+        self.late = 0
+        self.late_drops = 0
+        self.overflow_drops = 0
+        self.reanchors = 0
+        self.timer: asyncio.TimerHandle | None = None    # loop thread only
+        self.timer_due: float | None = None
 
     def next_seq(self) -> int:
-        """The next arrival number (node thread only)."""
+        """The next shown number (the node thread without a play-out buffer, the event loop with one)."""
         return next(self._seq)
 
     def arrived(self, now: float) -> None:
@@ -144,12 +195,20 @@ class Hub:
     Args:
         quality: default JPEG quality (1-100).
         encoders: threads that encode JPEG.
+        buffer_delay: seconds of play-out buffer (0: the newest frame is shown at once); see the module docstring.
+        queue_size: the most frames the play-out buffer holds per topic (the oldest is dropped beyond).
+        on_show: optional ``callback(topic_name, entry)`` run as each frame becomes its topic's newest (on the
+            node thread without a play-out buffer, on the event loop with one); for tests and embedding.
 
     ``publish`` may be called from any thread; everything else from the event loop the hub is attached to.
     """
 
-    def __init__(self, *, quality: int = 80, encoders: int = 2) -> None:
+    def __init__(self, *, quality: int = 80, encoders: int = 2, buffer_delay: float = 0.0, queue_size: int = 60,
+                 on_show=None) -> None:
         self.quality = quality
+        self.buffer_delay = float(buffer_delay)
+        self.queue_size = int(queue_size)
+        self.on_show = on_show         # called (topic name, Entry) as each frame becomes its topic's newest
         self.topics: dict[str, Topic] = {}
         self._topics_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -166,11 +225,17 @@ class Hub:
                                                                thread_name_prefix="edgeflow-jpeg")
         self.closing = False
         self._loop = loop
+        for topic in list(self.topics.values()):       # frames held before the loop ran get their timers now
+            if topic.held:
+                loop.call_soon(self._arm, topic)
 
     def stop_waiting(self) -> None:
         """Wake every waiting viewer so that it ends (event loop thread)."""
         self.closing = True
         for topic in list(self.topics.values()):
+            if topic.timer is not None:
+                topic.timer.cancel()
+                topic.timer = topic.timer_due = None
             if topic.changed is not None:
                 event, topic.changed = topic.changed, None
                 event.set()
@@ -188,26 +253,40 @@ class Hub:
         """Forget every stored frame and take no more, so nothing here pins shared memory (any thread)."""
         self.accepting = False
         for topic in list(self.topics.values()):
+            with topic._lock:
+                topic.held.clear()
             topic.latest = None
             topic.cache.clear()
 
     # -- frames in (any thread) ------------------------------------------------------------------------------
     def publish(self, frame: Any) -> None:
-        """Make ``frame`` the newest of its topic. Never blocks, never encodes.
+        """Make ``frame`` the newest of its topic, or hold a copy until its slot with a play-out buffer. Never
+        blocks, never encodes.
 
-        Keeps ``frame.data`` (not the Frame: the runtime releases the Frame after the hook, while the array,
-        a zero-copy view, stays valid and pins its slot until this entry is replaced).
+        Without a buffer it keeps ``frame.data`` (not the Frame: the runtime releases the Frame after the hook,
+        while the array, a zero-copy view, stays valid and pins its slot until this entry is replaced).
         """
         if not self.accepting:
             return
         name = frame.topic if frame.topic else "frames"
         topic = self.topic(name, create=True)
-        data = frame.data
         now = time.perf_counter()
-        kind, width, height, channels, dtype = classify(data)
-        topic.latest = Entry(topic.next_seq(), int(frame.frame_id), float(frame.timestamp), frame.meta or {},
-                             data, kind, width, height, channels, dtype, now, time.time())
+        if self.buffer_delay <= 0:
+            self._show(topic, int(frame.frame_id), float(frame.timestamp), frame.meta or {}, frame.data, now, now)
+            topic.arrived(now)
+            return
+        self._hold(topic, frame, now)
         topic.arrived(now)
+
+    def _show(self, topic: Topic, frame_id: int, timestamp: float, meta: dict, data: Any, arrived: float,
+              now: float) -> None:
+        """Make one payload the topic's newest entry and wake its viewers (the caller's thread)."""
+        kind, width, height, channels, dtype = classify(data)
+        entry = Entry(topic.next_seq(), frame_id, timestamp, meta, data, kind, width, height, channels, dtype,
+                      now, time.time(), arrived)
+        topic.latest = entry
+        if self.on_show is not None:
+            self.on_show(topic.name, entry)
         # latest is set before waiters is read; a waiter counts itself before it reads latest: none is missed
         if topic.waiters and not topic.wake_pending and self._loop is not None:
             topic.wake_pending = True
@@ -215,6 +294,95 @@ class Hub:
                 self._loop.call_soon_threadsafe(self._wake, topic)
             except RuntimeError:            # the loop closed while the runtime still delivers: nobody waits
                 topic.wake_pending = False
+
+    # -- the play-out buffer ---------------------------------------------------------------------------------
+    def _hold(self, topic: Topic, frame: Any, now: float) -> None:
+        """Node thread: copy the frame, give it its slot, keep it (dropping the oldest held when full)."""
+        try:
+            owned = frame.copy().data          # the view is released after the hook; we show it later
+        except (TypeError, ValueError):
+            owned = frame.data                 # something Frame.copy cannot copy: it is not a shm view either
+        timestamp = float(frame.timestamp)
+        delay = self.buffer_delay
+        with topic._lock:
+            quiet = (topic.last_arrival is not None and not topic.held
+                     and now - topic.last_arrival > max(1.0, 2 * delay))
+            due = None
+            if topic.anchor is not None and not quiet:
+                _, capture0, shown0 = topic.anchor
+                due = shown0 + (timestamp - capture0) + delay
+                if due - now > delay + REANCHOR_S or now - due > max(REANCHOR_S, delay):
+                    due = None                 # the capture clock jumped or the link stalled: anchor again
+            if due is None:
+                if topic.anchor is not None:
+                    topic.reanchors += 1
+                topic.epoch += 1
+                topic.anchor = (topic.epoch, timestamp, now)
+                due = now + delay
+            topic.last_arrival = now
+            late = due < now
+            if late:
+                topic.late += 1
+            held = Held(due, topic.epoch, int(frame.frame_id), timestamp, dict(frame.meta or {}), owned, now,
+                        late)
+            if len(topic.held) >= self.queue_size:
+                heapq.heappop(topic.held)          # the oldest held frame (earliest slot) makes room
+                topic.overflow_drops += 1
+            heapq.heappush(topic.held, (due, next(topic._order), held))
+            first = topic.held[0][2] is held
+        if first and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._arm, topic)
+            except RuntimeError:                   # the loop closed: nobody watches any more
+                pass
+
+    def _arm(self, topic: Topic) -> None:
+        """Event loop: a timer for the earliest held slot (earlier than the one set, if any)."""
+        if self._loop is None or self.closing:
+            return
+        with topic._lock:
+            due = topic.held[0][0] if topic.held else None
+        if due is None or (topic.timer is not None and topic.timer_due is not None and topic.timer_due <= due):
+            return
+        if topic.timer is not None:
+            topic.timer.cancel()
+        topic.timer_due = due
+        topic.timer = self._loop.call_later(max(0.0, due - time.perf_counter()), self._release, topic)
+
+    def _release(self, topic: Topic) -> None:
+        """Event loop: show every held frame whose slot came, then wait for the next slot."""
+        topic.timer = topic.timer_due = None
+        self.release_due(topic)
+        self._arm(topic)
+
+    def release_due(self, topic: Topic, now: float | None = None) -> int:
+        """Show the held frames of ``topic`` whose slot is at or before ``now``; returns how many were shown.
+
+        The event loop's timers call it; without a loop (a hub never attached) a caller may.
+        """
+        now = time.perf_counter() if now is None else now
+        with topic._lock:
+            ready = []
+            while topic.held and topic.held[0][0] <= now + SLOT_SLACK:
+                ready.append(heapq.heappop(topic.held)[2])
+        shown = 0
+        for held in ready:
+            if held.epoch == topic.shown_epoch and held.timestamp < topic.shown_timestamp:
+                topic.late_drops += 1              # a newer frame was shown already: never go back in time
+                continue
+            topic.shown_epoch, topic.shown_timestamp = held.epoch, held.timestamp
+            self._show(topic, held.frame_id, held.timestamp, held.meta, held.data, held.arrived,
+                       time.perf_counter())
+            shown += 1
+        return shown
+
+    def buffer_state(self, topic: Topic) -> dict:
+        """The topic's play-out buffer figures (JSON-able)."""
+        with topic._lock:
+            depth = len(topic.held)
+        return {"delay_s": self.buffer_delay, "queue_size": self.queue_size, "depth": depth,
+                "late": topic.late, "late_drops": topic.late_drops, "overflow_drops": topic.overflow_drops,
+                "reanchors": topic.reanchors}
 
     def topic(self, name: str, create: bool = False) -> Topic | None:
         """The Topic called ``name``; created when ``create`` (any thread)."""
@@ -322,7 +490,7 @@ class Hub:
         out = {"name": topic.name, "kind": None, "frame_id": None, "frames": topic.frames,
                "fps": round(topic.fps(), 2), "width": None, "height": None, "channels": None, "dtype": None,
                "age_s": None, "timestamp": None, "meta": {}, "viewers": sum(topic.viewers.values()),
-               "encodes": topic.encodes}
+               "encodes": topic.encodes, "buffer": self.buffer_state(topic)}
         if entry is not None:
             out.update(kind=entry.kind, frame_id=entry.frame_id, width=entry.width or None,
                        height=entry.height or None, channels=entry.channels or None, dtype=entry.dtype,
@@ -405,30 +573,73 @@ def encode_jpeg(entry: Entry, variant: Variant) -> tuple[bytes, int, int]:
     return buf.tobytes(), out_w, out_h
 
 
-MAX_VALUE_ITEMS = 256         # a non-image array larger than this is summarised, not listed
+MAX_VALUE_ITEMS = 256         # a non-image array larger than this is summarised, not listed; also the most
+                              # keys or items of a message shown
+MAX_VALUE_DEPTH = 8           # nesting levels of a message shown
+MAX_TEXT = 4096               # characters of a text shown
 
 
 def data_value(data: Any) -> Any:
-    """A JSON-able view of a non-image payload: small arrays listed, large ones summarised, bytes decoded."""
-    if isinstance(data, np.ndarray):
-        if data.size <= MAX_VALUE_ITEMS and data.dtype.kind in "biuf":
-            return jsonable(data.tolist())
-        summary: dict = {"shape": list(data.shape), "dtype": str(data.dtype), "size": int(data.size)}
-        if data.size and data.dtype.kind in "biuf":
-            summary.update(min=jsonable(data.min().item()), max=jsonable(data.max().item()),
-                           mean=jsonable(float(data.mean())))
-        return summary
-    raw = bytes(data)
+    """A JSON-able view of a non-image payload: small arrays listed, large ones summarised, bytes decoded, and a
+    message (dict or list, arrays nested in it) with each array as ``{"dtype", "shape"}``. Never raises."""
+    try:
+        if isinstance(data, np.ndarray):
+            return _array_value(data)
+        if isinstance(data, (dict, list, tuple)):
+            return message_summary(data)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return _bytes_value(bytes(data))
+        return jsonable(data)
+    except Exception as exc:                 # a payload we cannot describe must not break the API or the page
+        return {"error": f"cannot show {type(data).__name__}: {type(exc).__name__}"}
+
+
+def _array_value(data: np.ndarray) -> Any:
+    if data.size <= MAX_VALUE_ITEMS and data.dtype.kind in "biuf":
+        return jsonable(data.tolist())
+    summary: dict = {"shape": list(data.shape), "dtype": str(data.dtype), "size": int(data.size)}
+    if data.size and data.dtype.kind in "biuf":
+        summary.update(min=jsonable(data.min().item()), max=jsonable(data.max().item()),
+                       mean=jsonable(float(data.mean())))
+    return summary
+
+
+def _bytes_value(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is None or any(ord(c) < 32 and c not in "\t\n\r" for c in text[:4096]):
+    if text is None or any(ord(c) < 32 and c not in "\t\n\r" for c in text[:MAX_TEXT]):
         return {"bytes": len(raw), "hex": raw[:64].hex()}
     try:
         return jsonable(json.loads(text))
     except ValueError:
-        return text[:4096]
+        return text[:MAX_TEXT]
+
+
+def message_summary(value: Any, depth: int = 0) -> Any:
+    """A message (dict/list with arrays nested in it) as JSON: arrays as ``{"dtype", "shape"}``, at most
+    MAX_VALUE_ITEMS keys or items per level (``{"more": n}`` says how many were left out) and MAX_VALUE_DEPTH
+    levels, long texts cut."""
+    if isinstance(value, np.ndarray):
+        return {"dtype": str(value.dtype), "shape": list(value.shape)}
+    if isinstance(value, (dict, list, tuple)) and depth >= MAX_VALUE_DEPTH:
+        return "..."
+    if isinstance(value, dict):
+        out = {str(k): message_summary(v, depth + 1) for k, v in itertools.islice(value.items(), MAX_VALUE_ITEMS)}
+        if len(value) > MAX_VALUE_ITEMS:
+            out["more"] = len(value) - MAX_VALUE_ITEMS
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [message_summary(v, depth + 1) for v in value[:MAX_VALUE_ITEMS]]
+        if len(value) > MAX_VALUE_ITEMS:
+            items.append({"more": len(value) - MAX_VALUE_ITEMS})
+        return items
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"bytes": len(value)}
+    if isinstance(value, str):
+        return value[:MAX_TEXT]
+    return jsonable(value)
 
 
 def jsonable(value: Any) -> Any:

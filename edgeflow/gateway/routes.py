@@ -129,7 +129,8 @@ class Views:
         return {"status": "ok", "app": self.runtime.app, "node": self.runtime.node, "ready": self.ready(),
                 "uptime_s": round(time.time() - self.hub.started, 3), "time": time.time(),
                 "topics": [t.name for t in topics],
-                "viewers": sum(sum(t.viewers.values()) for t in topics)}
+                "viewers": sum(sum(t.viewers.values()) for t in topics),
+                "buffer_delay_s": self.hub.buffer_delay, "queue_size": self.hub.queue_size}
 
     def fps(self) -> dict:
         """The /api/fps payload."""
