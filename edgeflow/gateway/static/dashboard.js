@@ -254,8 +254,15 @@
     const card = cards.get(viewerTopic);
     if (!card || !card.info) return;
     const t = card.info;
-    $("viewer-facts").textContent = [fmt(t.fps, 1) + " fps", t.width ? t.width + "×" + t.height : t.dtype,
-      "frame #" + t.frame_id, (t.viewers || 0) + " viewer(s)", (t.encodes || 0) + " encodes"].join(" · ");
+    const facts = [fmt(t.fps, 1) + " fps", t.width ? t.width + "×" + t.height : t.dtype,
+      "frame #" + t.frame_id, (t.viewers || 0) + " viewer(s)", (t.encodes || 0) + " encodes"];
+    const b = t.buffer;
+    if (b && b.delay_s > 0) {
+      // the play-out buffer: how much it holds now, and what it had to drop (late or beyond queue_size)
+      facts.push("buffer " + b.delay_s + " s: " + b.depth + "/" + b.queue_size + " held, " +
+        b.late_drops + " late drops, " + b.overflow_drops + " overflow drops");
+    }
+    $("viewer-facts").textContent = facts.join(" · ");
     $("viewer-meta").textContent = JSON.stringify(t.meta || {}, null, 1);
     if (t.kind === "data") $("viewer-data").textContent = JSON.stringify(t.value, null, 1);
   }
