@@ -10,9 +10,10 @@ The runtime, in the gateway node's process, does for each interface that names a
 below is a stand-in for tests, benchmarks and embedding. ``make_app`` builds the same Application without any
 thread, for aiohttp's test client.
 
-Play-out buffer: ``WebInterface(buffer_delay=0.5, queue_size=60)`` shows each topic's frames half a second late,
-paced by their capture timestamps (see edgeflow.gateway.hub); ``buffer_delay=0`` (the default) shows the newest
-at once. /api/topics shows each topic's ``buffer`` (depth, late, late_drops, overflow_drops, reanchors).
+Play-out buffer: ``WebInterface(buffer_delay=0.5, queue_size=60)`` shows each topic's frames half a second
+late, paced by their capture timestamps (see edgeflow.gateway.hub); ``buffer_delay=0`` (the default) shows the
+newest at once. /api/topics shows each topic's ``buffer`` (depth, late, late_drops, overflow_drops,
+reanchors).
 
 WebInterface options (``WebInterface(port=..., jpeg_quality=70)``):
     jpeg_quality    default JPEG quality, 1-100 (80)

@@ -107,7 +107,7 @@ class Entry:
 
 @dataclasses.dataclass(slots=True)
 class Held:
-    """A frame in the play-out buffer: its owned copy and its slot (perf_counter) in anchor epoch ``epoch``."""
+    """A frame in the play-out buffer: its owned copy and its slot (perf_counter) in anchor ``epoch``."""
     due: float
     epoch: int
     frame_id: int
@@ -154,7 +154,7 @@ class Topic:
         self.encode_errors = 0
         self.encode_time = Series()
         self.delivery = Series()                     # shown (newest) -> written to a viewer's socket
-        # the play-out buffer (buffer_delay > 0); guarded by _lock: filled by the node thread, emptied by the loop
+        # the play-out buffer (buffer_delay > 0), under _lock: filled by the node thread, emptied by the loop
         self.held: list = []                         # heap of (due, order, Held)
         self._order = itertools.count()
         self.anchor: tuple[int, float, float] | None = None     # (epoch, capture timestamp, perf_counter)
@@ -195,7 +195,8 @@ class Hub:
     Args:
         quality: default JPEG quality (1-100).
         encoders: threads that encode JPEG.
-        buffer_delay: seconds of play-out buffer (0: the newest frame is shown at once); see the module docstring.
+        buffer_delay: seconds of play-out buffer (0: the newest frame is shown at once); see the module
+            docstring.
         queue_size: the most frames the play-out buffer holds per topic (the oldest is dropped beyond).
         on_show: optional ``callback(topic_name, entry)`` run as each frame becomes its topic's newest (on the
             node thread without a play-out buffer, on the event loop with one); for tests and embedding.
@@ -203,8 +204,8 @@ class Hub:
     ``publish`` may be called from any thread; everything else from the event loop the hub is attached to.
     """
 
-    def __init__(self, *, quality: int = 80, encoders: int = 2, buffer_delay: float = 0.0, queue_size: int = 60,
-                 on_show=None) -> None:
+    def __init__(self, *, quality: int = 80, encoders: int = 2, buffer_delay: float = 0.0,
+                 queue_size: int = 60, on_show=None) -> None:
         self.quality = quality
         self.buffer_delay = float(buffer_delay)
         self.queue_size = int(queue_size)
@@ -263,8 +264,8 @@ class Hub:
         """Make ``frame`` the newest of its topic, or hold a copy until its slot with a play-out buffer. Never
         blocks, never encodes.
 
-        Without a buffer it keeps ``frame.data`` (not the Frame: the runtime releases the Frame after the hook,
-        while the array, a zero-copy view, stays valid and pins its slot until this entry is replaced).
+        Without a buffer it keeps ``frame.data`` (not the Frame: the runtime releases the Frame after the
+        hook, while the array, a zero-copy view, stays valid and pins its slot until this entry is replaced).
         """
         if not self.accepting:
             return
@@ -272,7 +273,8 @@ class Hub:
         topic = self.topic(name, create=True)
         now = time.perf_counter()
         if self.buffer_delay <= 0:
-            self._show(topic, int(frame.frame_id), float(frame.timestamp), frame.meta or {}, frame.data, now, now)
+            self._show(topic, int(frame.frame_id), float(frame.timestamp), frame.meta or {}, frame.data,
+                       now, now)
             topic.arrived(now)
             return
         self._hold(topic, frame, now)
@@ -342,7 +344,8 @@ class Hub:
             return
         with topic._lock:
             due = topic.held[0][0] if topic.held else None
-        if due is None or (topic.timer is not None and topic.timer_due is not None and topic.timer_due <= due):
+        if due is None or (topic.timer is not None and topic.timer_due is not None
+                           and topic.timer_due <= due):
             return
         if topic.timer is not None:
             topic.timer.cancel()
@@ -580,8 +583,9 @@ MAX_TEXT = 4096               # characters of a text shown
 
 
 def data_value(data: Any) -> Any:
-    """A JSON-able view of a non-image payload: small arrays listed, large ones summarised, bytes decoded, and a
-    message (dict or list, arrays nested in it) with each array as ``{"dtype", "shape"}``. Never raises."""
+    """A JSON-able view of a non-image payload: small arrays listed, large ones summarised, bytes decoded,
+    and a message (dict or list, arrays nested in it) with each array as ``{"dtype", "shape"}``. Never
+    raises."""
     try:
         if isinstance(data, np.ndarray):
             return _array_value(data)
@@ -626,7 +630,8 @@ def message_summary(value: Any, depth: int = 0) -> Any:
     if isinstance(value, (dict, list, tuple)) and depth >= MAX_VALUE_DEPTH:
         return "..."
     if isinstance(value, dict):
-        out = {str(k): message_summary(v, depth + 1) for k, v in itertools.islice(value.items(), MAX_VALUE_ITEMS)}
+        shown = itertools.islice(value.items(), MAX_VALUE_ITEMS)
+        out = {str(k): message_summary(v, depth + 1) for k, v in shown}
         if len(value) > MAX_VALUE_ITEMS:
             out["more"] = len(value) - MAX_VALUE_ITEMS
         return out

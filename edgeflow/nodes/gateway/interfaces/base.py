@@ -84,8 +84,8 @@ class InterfaceFrame(Frame):
     __slots__ = ()
 
     def get_data_bytes(self) -> bytes:
-        """The payload as bytes, as the original gave it to web viewers: JPEG for an image array, bytes as they
-        are, b"" for anything else."""
+        """The payload as bytes, as the original gave it to web viewers: JPEG for an image array, bytes as
+        they are, b"" for anything else."""
         data = self.data
         if isinstance(data, (bytes, bytearray, memoryview)):
             return bytes(data)
@@ -97,7 +97,7 @@ class InterfaceFrame(Frame):
 
 
 def owned_copy(frame: Frame) -> InterfaceFrame:
-    """A copy of ``frame`` that pins no shared memory, with ``meta["topic"]`` set (where the original kept it)."""
+    """A copy of ``frame`` that pins no shared memory, with ``meta["topic"]`` set (as the original had it)."""
     copy = frame.copy()
     meta = dict(copy.meta)
     meta.setdefault("topic", frame.topic if frame.topic else "default")
@@ -172,7 +172,7 @@ class InterfaceHost:
                 item.close()
             self.dropped += 1
 
-    # -- the interface's event loop ----------------------------------------------------------------------------
+    # -- the interface's event loop --------------------------------------------------------------------------
     def _enqueue(self, item: Any) -> None:
         queue = self._queue
         if queue is None:

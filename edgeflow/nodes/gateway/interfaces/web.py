@@ -21,9 +21,9 @@ class WebInterface(BaseInterface):
         port: TCP port (default: ``settings.GATEWAY_HTTP_PORT``, from $GATEWAY_HTTP_PORT, 8000).
         host: address to bind (default all interfaces).
         token: optional shared token that protects the API and the streams.
-        buffer_delay: seconds of play-out (jitter) buffer. 0 (the default, as in the original): viewers get the
-            newest frame at once. Above 0: each topic's frames are shown ``buffer_delay`` seconds late, paced
-            by their capture timestamps, so frames that arrive in bursts are shown evenly.
+        buffer_delay: seconds of play-out (jitter) buffer. 0 (the default, as in the original): viewers get
+            the newest frame at once. Above 0: each topic's frames are shown ``buffer_delay`` seconds late,
+            paced by their capture timestamps, so frames that arrive in bursts are shown evenly.
         queue_size: the most frames the play-out buffer holds per topic (default 60); when it is full the
             oldest held frame is dropped (and counted). Unused when ``buffer_delay`` is 0.
         options: server options (``jpeg_quality``, ``encoders``, ``stats_interval``, ``access_log``).
@@ -56,8 +56,8 @@ class WebInterface(BaseInterface):
               methods: Iterable[str] | None = None) -> Callable:
         """Decorator adding a custom route to the server.
 
-        ``route("GET", "/hello")``, ``route("/hello")`` (GET), ``route("/hello", methods=["GET", "POST"])`` and
-        ``route("/hello", ["POST"])`` all work: a first argument starting with "/" is the path.
+        ``route("GET", "/hello")``, ``route("/hello")`` (GET), ``route("/hello", methods=["GET", "POST"])``
+        and ``route("/hello", ["POST"])`` all work: a first argument starting with "/" is the path.
         """
         if method_or_path.startswith("/"):
             where = method_or_path
