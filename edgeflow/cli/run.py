@@ -3,6 +3,7 @@
     edgeflow run main.py                   every node on this host, supervised (Ctrl-C stops it)
     edgeflow run main.py --node camera     one node, for distributed runs and Kubernetes Pods
     edgeflow run main.py --frames 100      producers stop after 100 frames; the run ends when drained
+    edgeflow run main.py --stats           print node statistics every 5 s (--stats S: every S seconds)
 
 Arguments after FILE that are not the run's own flags go to the script (as under ``python FILE ...``).
 """
@@ -23,15 +24,16 @@ from edgeflow.cli import is_debug
 @click.option("--frames", type=click.IntRange(min=1), metavar="N", help="Each producer stops after N frames.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Stop after S seconds.")
-@click.option("--stats", type=click.FloatRange(min=0, min_open=True), metavar="S",
-              help="Print node statistics every S seconds.")
+@click.option("--stats", type=click.FloatRange(min=0, min_open=True), metavar="[S]", is_flag=False,
+              flag_value=5.0, help="Print node statistics every S seconds (a bare --stats: every 5 s).")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 def run(file: str, node: str | None, replica: int | None, frames: int | None, duration: float | None,
         stats: float | None, script_args: tuple[str, ...]) -> None:
     """Run FILE's pipeline: the same as `python FILE [flags]`.
 
-    The exit code is the run's: 0 when every node finished, 1 when a node failed, 2 for a configuration
-    error (an unknown --node, a bad flag, an invalid graph).
+    The exit code is the run's: 0 when no node failed, 1 when one did (gave up, stopped by its on_error
+    policy, errored on every frame, was failing or in a restart loop), 2 for a configuration error (an
+    unknown --node, a bad flag, an invalid graph or on_error value).
     """
     from edgeflow.cli import _load
     from edgeflow.runtime import launcher

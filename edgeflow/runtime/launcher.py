@@ -7,6 +7,11 @@
     --frames N     each producer stops after N frames; the run ends when every node has drained
     --duration S   stop after S seconds
     --stats [S]    print node statistics every S seconds (default 5)
+
+Every run ends with a summary (per node: frames in/out, errors, restarts, drops by reason; what failed) and
+exits 0 only when nothing failed: see supervisor.py. A ``--node`` run exits 1 when its node failed, was
+failing, errored on every call, or its hook raised with on_error "restart" (whoever started it restarts it)
+or "stop".
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ def run_all(graph, args) -> int:
 
 def run_one(graph, args) -> int:
     """One node (one replica) in the foreground, as ``python main.py --node X``."""
-    from edgeflow.runtime.loop import NodeJob, NodeRunner
+    from edgeflow.runtime.loop import HookFailure, NodeJob, NodeRunner
     spec = graph.node(args.node)             # GraphError with a did-you-mean for an unknown name
     if not 0 <= args.replica < spec.replicas:
         raise ConfigError(f"--replica {args.replica}: node '{spec.name}' has {spec.replicas} replica(s)")
@@ -110,13 +115,30 @@ def run_one(graph, args) -> int:
         timer = threading.Timer(args.duration, runner.stop)
         timer.daemon = True
         timer.start()
+    code = 1
     try:
-        return runner.run()
+        runner.run()
+        code = 0
+    except HookFailure:                   # logged with its traceback already
+        pass
     finally:
         if timer is not None:
             timer.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        code = _summarize_one(runner, code)
+    return code
+
+
+def _summarize_one(runner, code: int) -> int:
+    """Print a --node run's summary once; its exit code (1 as well when the node's figures say it failed)."""
+    from edgeflow.runtime import metrics
+    node = metrics.merge([runner.metrics.snapshot()])
+    node["states"] = [runner.state]
+    if code == 0 and metrics.failure(node):
+        code = 1
+    print(metrics.format_summary({runner.name: node}, code), flush=True)
+    return code
 
 
 class RunningApp:

@@ -2,6 +2,12 @@
 
 ``node_main`` is the entry point of a node process (started with multiprocessing's "spawn", never fork).
 ``NodeRunner`` is also used in the foreground by ``python main.py --node X``.
+
+When a hook raises, the error is counted (``errors``, drops by reason "error") and logged with its traceback
+the first time (per exception type and place), then one line with the count at the 100th, 1000th and every
+further 1000th time. The node's ``on_error`` option then decides: "skip" (default) goes on with the next frame,
+"restart" ends the process as a crash (the supervisor restarts it with back-off), "stop" ends it for good and
+the run fails. A node whose calls all fail for FAILING_AFTER seconds is reported as failing, once.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from edgeflow.errors import ConfigError, HeldFramesError, NodeError
 from edgeflow.frame import Frame
 from edgeflow.nodes.base import EndOfStream
 from edgeflow.runtime.inputs import InputSet
-from edgeflow.runtime.metrics import NodeMetrics
+from edgeflow.runtime.metrics import FAILING_AFTER, NodeMetrics
 from edgeflow.runtime.outputs import Output
 from edgeflow.transport import shm
 
@@ -26,6 +32,9 @@ STATS_PERIOD = 0.5           # seconds between statistics sent to the supervisor
 SERVICE_PERIOD = 0.01        # seconds between looks at the supervisor's messages and the routes
 DRAIN_TIMEOUT = 5.0          # a finishing node waits this long for DURABLE consumers to take its last frames
 CONFIG_EXIT = 2              # a node process's exit code for a configuration error: not restarted
+STOP_EXIT = 4                # a node process's exit code after on_error="stop": not restarted, the run fails
+REPEAT_EVERY = 1000          # after the first log line of an error: one at the 100th, then every 1000th
+MAX_ERROR_KINDS = 32         # distinct errors logged with a traceback; more are only counted
 MAX_HELD = 8                 # frames a node may keep referenced past its hook before recv fails loudly
 
 log = logging.getLogger("edgeflow.runtime")
@@ -42,6 +51,14 @@ class NodeJob:
     slots: int = 8
     graph: Any = None        # the whole Graph: a distributed run routes by it
     distributed: bool = False
+
+
+class HookFailure(Exception):
+    """A hook raised and the node's on_error policy ("restart" or "stop") ends this process."""
+
+    def __init__(self, node: str, policy: str, error: BaseException) -> None:
+        super().__init__(f"node '{node}': {type(error).__name__}: {error} (on_error={policy!r})")
+        self.node, self.policy, self.error = node, policy, error
 
 
 class NodeContext:
@@ -69,7 +86,9 @@ class NodeRunner:
         self.stopping = threading.Event()
         self._next_stats = 0.0
         self._next_service = 0.0
-        self._errors_logged: set = set()
+        self._errors_seen: dict = {}           # error key -> times it happened (logging back-off)
+        self.on_error = getattr(job.plan, "on_error", "skip")
+        self.state = "running"                 # then finished, stopped or failed (published with statistics)
         self.inputs: InputSet | None = None
         self.output: Output | None = None
         self.servers: list = []                # a gateway's interface servers (e.g. the web server)
@@ -95,11 +114,18 @@ class NodeRunner:
             self._start_servers(node)
             self._loop(node)
             failed = False
+            self.state = "stopped" if self.stopping.is_set() else "finished"
             return 0
+        except HookFailure as exc:
+            self.state = "failed"
+            failed = exc.policy == "restart"      # "stop": the stream ends; "restart": the next process goes on
+            raise
         except Exception:
             if not self.stopping.is_set():
+                self.state = "failed"
                 raise
             failed = False            # interrupted while stopping (e.g. a cancelled back-pressure wait): clean
+            self.state = "stopped"
             return 0
         finally:
             try:
@@ -149,9 +175,9 @@ class NodeRunner:
             self.router.start()
 
     def _close(self, failed: bool = False) -> None:
-        self._send_stats(force=True)
+        snap = self._send_stats(force=True)
         if self.router is not None:
-            self.router.close()
+            self.router.close(snap)          # the final figures stay readable by the gateway for a while
         if self.inputs is not None:
             self.inputs.close()
         if self.output is None:
@@ -176,8 +202,11 @@ class NodeRunner:
         fps = getattr(node, "fps", None)
         period = 1.0 / fps if fps else 0.0
         limit = self.job.frames
+        metrics = self.metrics
         due = time.monotonic()
-        while not self.stopping.is_set() and (limit is None or self.metrics.frames_out < limit):
+        # --frames counts attempts: frames sent plus calls that failed (raised, or returned something that
+        # cannot be sent), so a producer whose every result is refused still ends
+        while not self.stopping.is_set() and (limit is None or metrics.frames_out + metrics.errors < limit):
             if period:
                 if self.stopping.wait(max(0.0, due - time.monotonic())):
                     break
@@ -206,7 +235,7 @@ class NodeRunner:
             try:
                 frame, inp = self.inputs.next(0.1)
             except HeldFramesError as exc:
-                self._log_once("held", f"{self.name}: {exc}")
+                log.error("%s: %s", self.name, exc)
                 raise
             if frame is None:
                 if self.inputs.finished():
@@ -227,32 +256,55 @@ class NodeRunner:
             self._service()
 
     def _deliver(self, result: Any, source: Frame | None, received: float, t0: float) -> None:
+        """Send what a hook returned; counts the call, its time, and an unsendable result as an error."""
+        metrics = self.metrics
+        metrics.calls += 1
         try:
             if self.output is not None:
                 fid = self.output.send(result, source, received)
                 if fid is not None:
-                    self.metrics.frames_out += 1
+                    metrics.frames_out += 1
             elif source is not None:
-                self.metrics.frames_out += 1                # sinks and gateways: consumed
-        except NodeError as exc:
-            self.metrics.errors += 1
-            self.metrics.dropped("unsendable")
-            self._log_once(("unsendable", str(exc)), str(exc))
+                metrics.frames_out += 1                # sinks and gateways: consumed
+            if metrics.streak and metrics.succeeded():
+                log.warning("%s: recovered: a call succeeded after failing", self.name)
+        except NodeError as exc:               # refused, not raised: counted and logged, the policy is not applied
+            self._count_error("unsendable", ("unsendable", str(exc)), str(exc), None)
         finally:
-            self.metrics.processing.add(time.perf_counter() - t0)
+            metrics.processing.add(time.perf_counter() - t0)
             if source is not None:
-                self.metrics.latency.add(time.time() - source.timestamp)
+                metrics.latency.add(time.time() - source.timestamp)
 
     def _hook_failed(self, exc: Exception) -> None:
-        self.metrics.errors += 1
-        self.metrics.dropped("error")
-        key = (type(exc).__name__, str(exc)[:80])
-        self._log_once(key, f"{self.name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        """A hook raised ``exc`` (called from its except block): count, log, then apply the on_error policy."""
+        self.metrics.calls += 1
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else None
+        # one key per exception type and place it was raised: a message that varies per frame is one problem
+        what = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")
+        self._count_error("error", (type(exc).__name__, where), what, traceback.format_exc())
+        if self.on_error != "skip":
+            log.error("%s: on_error=%r: %s", self.name, self.on_error,
+                      "ending this process to be restarted" if self.on_error == "restart" else "stopping")
+            raise HookFailure(self.name, self.on_error, exc) from exc
 
-    def _log_once(self, key, message: str) -> None:
-        if key not in self._errors_logged:
-            self._errors_logged.add(key)
-            log.error(message)
+    def _count_error(self, reason: str, key, what: str, trace: str | None) -> None:
+        """Count one failed call; log it the first time (with ``trace``), then at the 100th, 1000th and every
+        further REPEAT_EVERY-th time with the count; say once when the node becomes failing."""
+        if self.metrics.failed(reason, what):
+            log.error("%s: failing: every call failed for %g s (%d in a row; last: %s)", self.name,
+                      FAILING_AFTER, self.metrics.streak, what)
+        seen = self._errors_seen
+        n = seen.get(key, 0) + 1
+        if n == 1 and len(seen) >= MAX_ERROR_KINDS:
+            return                              # a flood of distinct errors: counted, not logged one by one
+        seen[key] = n
+        if n == 1:
+            log.error("%s: %s%s", self.name, what, f"\n{trace.rstrip()}" if trace else "")
+        elif n == 100 or n % REPEAT_EVERY == 0:
+            log.error("%s: %d times so far: %s", self.name, n, what)
 
     # -- supervisor link -------------------------------------------------------------------------------------
     def _service(self) -> None:
@@ -278,21 +330,28 @@ class NodeRunner:
             elif message[0] == "graph":
                 self.app_graph = message[1]
 
-    def _send_stats(self, force: bool = False) -> None:
+    def _send_stats(self, force: bool = False) -> dict | None:
+        """Every STATS_PERIOD (or now when forced): this replica's snapshot to the supervisor, and in a
+        distributed run to the registry (the gateway reads it there); returns the snapshot."""
         now = time.monotonic()
-        if self.conn is None or (now < self._next_stats and not force):
-            return
+        if (self.conn is None and self.router is None) or (now < self._next_stats and not force):
+            return None
         self._next_stats = now + STATS_PERIOD
         snap = self.metrics.snapshot()
+        snap["state"] = self.state
         if self.inputs is not None:
             ring = self.inputs.statistics()         # frames the rings skipped (REALTIME, BALANCED)
             for label, s in ring.items():
                 snap["edge_drops"][label] = snap["edge_drops"].get(label, 0) + s["drops"]
             snap["drops"]["skipped"] = sum(s["drops"] for s in ring.values())
-        try:
-            self.conn.send(("stats", snap))
-        except (BrokenPipeError, OSError):
-            self.conn = None                                # the supervisor is gone; we are being stopped
+        if self.router is not None:
+            self.router.registry.stats = snap               # written by the heartbeat thread, not here
+        if self.conn is not None:
+            try:
+                self.conn.send(("stats", snap))
+            except (BrokenPipeError, OSError):
+                self.conn = None                            # the supervisor is gone; we are being stopped
+        return snap
 
 
 class GatewayRuntime:
@@ -308,6 +367,9 @@ class GatewayRuntime:
         if self._runner.app_stats is not None:
             return self._runner.app_stats
         own = self._runner.metrics.snapshot()
+        own["state"] = self._runner.state
+        if self._runner.router is not None:                 # --node run: every node's figures, from Redis
+            return self._runner.router.app_statistics(own)
         return {"app": self.app, "nodes": {self.node: own}, "edges": []}
 
     def graph(self) -> dict:
@@ -343,6 +405,8 @@ def node_main(job: NodeJob, conn) -> None:
     except ConfigError as exc:             # e.g. a port in use: restarting cannot help, so say it once
         log.error("%s: %s", type(exc).__name__, exc)
         raise SystemExit(CONFIG_EXIT) from None
+    except HookFailure as exc:             # logged with its traceback already: no second one
+        raise SystemExit(STOP_EXIT if exc.policy == "stop" else 1) from None
 
 
 def _die_with_parent() -> None:

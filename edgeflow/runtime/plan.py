@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
+from edgeflow.errors import ConfigError
 from edgeflow.qos import QoS
 
 MAX_GROUP_NAME = 47          # bytes a ring's group name may have
+ON_ERROR = ("skip", "restart", "stop")   # what a node does when a hook raises (option ``on_error``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +33,7 @@ class NodePlan:
     replicas: int
     outputs: tuple[str, ...]         # output ring topic of each replica
     inputs: tuple[InputPlan, ...]
+    on_error: str = "skip"           # ON_ERROR: go on with the next frame, crash (restarted), or stop the run
 
 
 def output_topic(node: str, replicas: int, replica: int, channel: str | None = None) -> str:
@@ -47,8 +50,29 @@ def group_name(node: str) -> str:
     return f"{node.encode()[:MAX_GROUP_NAME - 11].decode(errors='ignore')}~{digest}"
 
 
+def on_error_policy(spec) -> str:
+    """A node's ``on_error`` policy: the option, else the class attribute, else "skip".
+
+    Raises:
+        ConfigError: naming the node, for a value that is not one of ON_ERROR.
+    """
+    value = spec.options.get("on_error")
+    if value is None and spec.class_ref is not None:
+        value = getattr(spec.class_ref, "on_error", None)
+    if value is None:
+        return "skip"
+    if not isinstance(value, str) or value not in ON_ERROR:
+        raise ConfigError(f"node '{spec.name}': on_error={value!r} is not one of "
+                          f"{', '.join(repr(v) for v in ON_ERROR)}")
+    return value
+
+
 def plan(graph) -> dict[str, NodePlan]:
-    """A NodePlan for every node of a validated Graph, in registration order."""
+    """A NodePlan for every node of a validated Graph, in registration order.
+
+    Raises:
+        ConfigError: a node's ``on_error`` option is invalid (before anything starts).
+    """
     plans = {}
     for spec in graph.nodes:
         inputs = []
@@ -59,7 +83,8 @@ def plan(graph) -> dict[str, NodePlan]:
             inputs.append(InputPlan(edge.source, label, topics, group_name(spec.name),
                                     edge.qos, edge.max_lag or 0, edge.codec))
         outputs = tuple(output_topic(spec.name, spec.replicas, i) for i in range(spec.replicas))
-        plans[spec.name] = NodePlan(spec.name, spec.kind, spec.replicas, outputs, tuple(inputs))
+        plans[spec.name] = NodePlan(spec.name, spec.kind, spec.replicas, outputs, tuple(inputs),
+                                    on_error_policy(spec))
     return plans
 
 

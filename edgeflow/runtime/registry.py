@@ -5,6 +5,11 @@ Key: ``edgeflow:{app}:registry:{node}:{replica}`` -> JSON {node, replica, kind, 
 gateway_tcp}, with a TTL of TTL_S seconds refreshed every HEARTBEAT_S seconds: a node that dies disappears within
 TTL_S; one that stops cleanly deletes its key at once. A lost Redis connection is retried with back-off while the
 node's shared-memory edges keep flowing.
+
+Statistics: ``edgeflow:{app}:stats:{node}:{replica}`` -> JSON of the replica's statistics snapshot (the one
+the supervisor gets in an all-in-one run), written with each heartbeat with a TTL of STATS_TTL_S seconds and
+once more when the node closes, so the gateway of a ``--node`` run shows every node's figures, and a node's
+final figures for a while after it ended.
 """
 
 from __future__ import annotations
@@ -18,12 +23,17 @@ from edgeflow.placement import HostIdentity
 
 HEARTBEAT_S = 1.0
 TTL_S = 4.0            # a dead node is gone from the registry within 4 s (the issue asks for 5)
+STATS_TTL_S = 30.0     # a node's last statistics outlive it this long (a finished producer still shows)
 
 log = logging.getLogger("edgeflow.registry")
 
 
 def _key(app: str, node: str = "*", replica: object = "*") -> str:
     return f"edgeflow:{app}:registry:{node}:{replica}"
+
+
+def _stats_key(app: str, node: str = "*", replica: object = "*") -> str:
+    return f"edgeflow:{app}:stats:{node}:{replica}"
 
 
 class Registry:
@@ -34,6 +44,8 @@ class Registry:
         self.app = app
         self.entry = dict(entry)
         self.key = _key(app, entry["node"], entry["replica"])
+        self.stats_key = _stats_key(app, entry["node"], entry["replica"])
+        self.stats: dict | None = None     # the node's newest snapshot; the node loop replaces it whole
         self._client = redis.Redis.from_url(broker.url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -53,7 +65,12 @@ class Registry:
 
     def _beat(self) -> bool:
         try:
-            self._client.set(self.key, json.dumps(self.entry), px=int(TTL_S * 1000))
+            stats = self.stats                          # one read: the node loop may replace it meanwhile
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(self.key, json.dumps(self.entry), px=int(TTL_S * 1000))
+                if stats is not None:
+                    pipe.set(self.stats_key, json.dumps(stats), px=int(STATS_TTL_S * 1000))
+                pipe.execute()
         except Exception as exc:                        # redis errors of any kind: retried with back-off
             if self.connected is not False:             # the first failure, and the first after each recovery
                 log.warning("%s: registry at %s unreachable (%s); retrying with back-off",
@@ -78,13 +95,30 @@ class Registry:
                 out[(entry["node"], int(entry["replica"]))] = entry
         return out
 
-    def close(self) -> None:
-        """Stop the heartbeat and remove this entry."""
+    def peer_stats(self) -> dict[tuple[str, int], dict] | None:
+        """Every node process's newest statistics snapshot: (node, replica) -> snapshot; None when Redis
+        cannot be asked."""
+        try:
+            keys = list(self._client.scan_iter(match=_stats_key(self.app), count=500))
+            values = self._client.mget(keys) if keys else []
+        except Exception:
+            return None
+        out = {}
+        for raw in values:
+            if raw:
+                snap = json.loads(raw)
+                out[(snap["node"], int(snap.get("replica") or 0))] = snap
+        return out
+
+    def close(self, final_stats: dict | None = None) -> None:
+        """Stop the heartbeat, remove this entry, and leave ``final_stats`` (if given) for STATS_TTL_S."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2.0)
         try:
             self._client.delete(self.key)
+            if final_stats is not None:
+                self._client.set(self.stats_key, json.dumps(final_stats), px=int(STATS_TTL_S * 1000))
         except Exception:
             pass
         self._client.close()

@@ -27,6 +27,7 @@ from edgeflow.runtime.registry import Registry, host_of
 from edgeflow.transport import shm
 
 ROUTE_PERIOD = 1.0
+STATS_CACHE_S = 0.5         # a gateway reads the others' statistics from Redis at most this often
 REMOTE_GRACE = 10.0         # seconds a remote route outlives its consumer's absence from the registry
 
 log = logging.getLogger("edgeflow.runtime")
@@ -65,6 +66,9 @@ class Router:
         self.routes: dict[tuple[str, str], placement.Route] = {}
         self._next = 0.0
         self._redis_seen = self._tcp_seen = 0.0
+        self._peer_stats: dict = {}
+        self._transports: dict = {}
+        self._peer_stats_at = -STATS_CACHE_S
         entry = {"node": runner.name, "replica": runner.job.replica, "kind": self.node.kind, "pid": os.getpid(),
                  "version": _version(), "host": self.me.to_dict(), "gateway_tcp": None}
         if self.node.kind == "gateway":
@@ -77,8 +81,9 @@ class Router:
         self.registry.start()
         self.refresh(force=True)
 
-    def close(self) -> None:
-        self.registry.close()
+    def close(self, final_stats: dict | None = None) -> None:
+        """Leave the registry (with this replica's final statistics) and close every remote route."""
+        self.registry.close(final_stats)
         for sub in self.redis_inputs.values():
             sub.close()
         if self.redis_pub is not None:
@@ -208,6 +213,27 @@ class Router:
             sender = self.tcp_senders.pop(address)
             self.runner.output.remotes.remove(sender)
             sender.close()
+
+    def app_statistics(self, own: dict) -> dict:
+        """The app-wide statistics of a distributed run, as the supervisor makes them in an all-in-one run:
+        every node's replicas from their snapshots in the registry (read at most every STATS_CACHE_S; the
+        last known ones while Redis does not answer), this replica's ``own`` fresh one in place of its own."""
+        from edgeflow.runtime import metrics
+        now = time.monotonic()
+        if now - self._peer_stats_at >= STATS_CACHE_S:
+            self._peer_stats_at = now
+            got = self.registry.peer_stats()
+            if got is not None:
+                self._peer_stats = got
+                self._transports = {key: r["transport"] for key, r in self.all_routes().items()}
+        snaps = dict(self._peer_stats)
+        snaps[(self.runner.name, self.runner.job.replica)] = own
+        by_node: dict[str, list] = {}
+        for (name, _), snap in sorted(snaps.items()):
+            by_node.setdefault(name, []).append(snap)
+        per_node = {name: {"states": [s.get("state") or "running" for s in group]}
+                    for name, group in by_node.items()}
+        return metrics.app_statistics(self.graph, by_node, per_node, self._transports)
 
     def all_routes(self) -> dict[tuple[str, str], dict]:
         """Routes of every edge any registered node reported (the gateway's /api/graph in a distributed run)."""

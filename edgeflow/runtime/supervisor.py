@@ -6,7 +6,13 @@ ended) it stops all children within STOP_TIMEOUT seconds and removes the app's s
 Restart policy: a node replica that exits with an error is restarted after 0.5 s, then 1, 2, 4 ... (at most
 10 s); after RESTART_LIMIT restarts within RESTART_WINDOW seconds the supervisor gives up on it, says so, and the
 run ends with exit code 1 once everything else has finished. A replica that exits normally (its stream ended)
-is not restarted.
+is not restarted. A replica that exits with STOP_EXIT (its hook raised and its ``on_error`` is "stop") is not
+restarted either, and the whole run stops.
+
+Every run ends with a summary (metrics.format_summary) and an exit code: 0 only when no node failed (given up
+on, stopped by its on_error policy or a configuration error), errored on every call, was failing (nothing but
+errors for 10 s), or was in a restart loop when the run ended (restarting, or two crashes within
+RESTART_WINDOW); otherwise 1.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import time
 from typing import Callable
 
 from edgeflow.runtime import metrics
-from edgeflow.runtime.loop import CONFIG_EXIT, NodeJob, node_main
+from edgeflow.runtime.loop import CONFIG_EXIT, STOP_EXIT, NodeJob, node_main
 from edgeflow.runtime.plan import groups_to_declare
 from edgeflow.transport import shm
 
@@ -43,6 +49,9 @@ class Replica:
     crash_times: list = dataclasses.field(default_factory=list)
     restart_at: float = 0.0
     stats: dict | None = None
+    history: list = dataclasses.field(default_factory=list)   # final snapshots of its earlier processes
+    failure: str | None = None       # why it failed, for the summary
+    looping: bool = False            # the run ended while it waited for a restart
 
     @property
     def label(self) -> str:
@@ -65,6 +74,7 @@ class Supervisor:
         self._ctx = multiprocessing.get_context("spawn")
         self._stop_requested = False
         self._stopped = False
+        self.exit_code: int | None = None
         self._started_at = 0.0
         self._edge_marks: dict = {}
 
@@ -85,6 +95,9 @@ class Supervisor:
         self._started_at = time.monotonic()
 
     def _spawn(self, rep: Replica) -> None:
+        if rep.stats is not None:        # a restart: keep what the crashed process counted (errors above all)
+            rep.history.append({**rep.stats, "fps": 0.0, "failing": False})
+            rep.stats = None
         parent_end, child_end = self._ctx.Pipe()
         proc = self._ctx.Process(target=node_main, args=(rep.job, child_end), name=f"edgeflow:{rep.label}")
         proc.start()
@@ -112,8 +125,8 @@ class Supervisor:
         self._stop_requested = True
 
     def wait(self) -> int:
-        """Supervise until every node finished, the duration passed, or a stop was requested; 0 unless a node
-        was given up on."""
+        """Supervise until every node finished, the duration passed, or a stop was requested; then stop
+        everything, print the summary once, and return the exit code (see the module docstring)."""
         next_print = time.monotonic() + (self.stats_interval or 0)
         next_share = time.monotonic()
         try:
@@ -132,9 +145,11 @@ class Supervisor:
                     break
         finally:
             self.stop()
-            if self.stats_interval:
-                self.echo(metrics.format_table(self.statistics()["nodes"]))
-        return 1 if any(r.state == "failed" for r in self.replicas) else 0
+        if self.exit_code is None:
+            nodes = self.statistics()["nodes"]
+            self.exit_code = 1 if any(metrics.failure(n) for n in nodes.values()) else 0
+            self.echo(metrics.format_summary(nodes, self.exit_code))      # instead of a last table: once
+        return self.exit_code
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop every child (SIGTERM, then SIGKILL after ``timeout``), then remove the app's shared memory."""
@@ -165,6 +180,8 @@ class Supervisor:
             rep.conn.close()
         proc.close()
         rep.process, rep.conn = None, None
+        if rep.state == "restarting":
+            rep.looping = True
         if rep.state in ("running", "starting", "restarting"):
             rep.state = "stopped"
 
@@ -208,9 +225,13 @@ class Supervisor:
             rep.state = "finished"
             self._tell_downstream_if_done(rep.job.spec.name)
         elif code == CONFIG_EXIT:
-            rep.state = "failed"
+            rep.state, rep.failure = "failed", "stopped by a configuration error"
             self.echo(f"{rep.label}: stopped by a configuration error (see above); not restarted")
             self._tell_downstream_if_done(rep.job.spec.name)
+        elif code == STOP_EXIT:
+            rep.state, rep.failure = "failed", "stopped by its hook's error (on_error='stop')"
+            self.echo(f"{rep.label}: stopped after an error (on_error='stop'); stopping the run")
+            self._stop_requested = True
             self._stop_requested = True      # the app cannot run as configured (e.g. a port in use): end it now
         else:
             self._crashed(rep, code)
@@ -221,6 +242,7 @@ class Supervisor:
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         if len(rep.crash_times) > RESTART_LIMIT:
             rep.state = "failed"
+            rep.failure = f"crashed {len(rep.crash_times)} times in {RESTART_WINDOW:g} s; given up"
             self.echo(f"{rep.label}: crashed ({how}) {len(rep.crash_times)} times in {RESTART_WINDOW:g} s; "
                       "giving up on it")
             self._tell_downstream_if_done(rep.job.spec.name)
@@ -251,24 +273,27 @@ class Supervisor:
 
     # -- statistics ------------------------------------------------------------------------------------------
     def statistics(self) -> dict:
-        """A snapshot: per node (replicas merged, restarts, state) and per edge (frames, drops, transport)."""
-        nodes = {}
+        """A snapshot: per node (replicas merged, every process of each, restarts, state) and per edge
+        (frames, drops, transport)."""
+        now = time.monotonic()
+        snaps: dict[str, list] = {}
+        per_node: dict[str, dict] = {}
+        for rep in self.replicas:
+            name = rep.job.spec.name
+            snaps.setdefault(name, []).extend(rep.history + ([rep.stats] if rep.stats else []))
+            info = per_node.setdefault(name, {"restarts": 0, "states": [], "restart_loop": False})
+            info["restarts"] += rep.restarts
+            info["states"].append(rep.state)
+            recent = [t for t in rep.crash_times if now - t < RESTART_WINDOW]
+            info["restart_loop"] |= rep.state == "restarting" or rep.looping or len(recent) >= 2
+            if rep.failure:
+                info["failure"] = rep.failure
         for spec in self.graph.nodes:
-            reps = [r for r in self.replicas if r.job.spec.name == spec.name]
-            snaps = [r.stats for r in reps if r.stats]
-            merged = metrics.merge(snaps) if snaps else metrics.merge([])
-            merged["restarts"] = sum(r.restarts for r in reps)
-            merged["states"] = [r.state for r in reps]
-            nodes[spec.name] = merged
-        edges = []
-        for edge in self.graph.edges:
-            label = edge.source if edge.channel is None else f"{edge.source}.{edge.channel}"
-            target = nodes[edge.target]
-            frames = target["edges_in"].get(label, 0)
-            edges.append({"source": edge.source, "target": edge.target, "qos": edge.qos.name,
-                          "transport": "shm", "frames": frames, "fps": self._edge_fps(edge, frames),
-                          "drops": target["edge_drops"].get(label, 0)})
-        return {"app": self.app, "nodes": nodes, "edges": edges}
+            per_node.setdefault(spec.name, {})["replicas"] = spec.replicas
+        stats = metrics.app_statistics(self.graph, snaps, per_node)
+        for edge, graph_edge in zip(stats["edges"], self.graph.edges):
+            edge["fps"] = self._edge_fps(graph_edge, edge["frames"])
+        return stats
 
     def _edge_fps(self, edge, frames: int) -> float:
         """Frames per second over an edge, from its frame count at least half a second apart."""
