@@ -69,6 +69,7 @@ def _broker_note(graph) -> None:
 def run_all(graph, args) -> int:
     """Every node on this host under one supervisor."""
     from edgeflow.runtime.supervisor import Supervisor
+    plans = planning.plan(graph)             # a ConfigError (e.g. an on_error value) before anything is printed
     running = shm.live_writers(graph.app)
     if running:
         raise ConfigError(f"app '{graph.app}' is already running on this host (pid {running[0][1]}); "
@@ -79,8 +80,7 @@ def run_all(graph, args) -> int:
     _broker_note(graph)
     for line in planning.edge_lines(graph):
         print(line)
-    sup = Supervisor(graph, planning.plan(graph), frames=args.frames, duration=args.duration,
-                     stats_interval=args.stats)
+    sup = Supervisor(graph, plans, frames=args.frames, duration=args.duration, stats_interval=args.stats)
     previous = {sig: signal.signal(sig, sup.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         sup.start()
