@@ -50,7 +50,31 @@ if __name__ == "__main__":
 ''')
     out = edgeflow("run", str(tmp_path / "main.py"), "--node", "cam", "--frames", "3", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["cam -> log: shm (same host), DURABLE"]
+    lines = out.stdout.splitlines()
+    assert lines[0] == "cam -> log: shm (same host), DURABLE"
+    assert lines[1:3] == ["summary:", "  node       in      out  errors restarts  drops"]
+    assert lines[3].split() == ["cam", "0", "3", "0", "0", "-"]
+    assert lines[4:] == ["exit code 0"]
+
+
+@pytest.mark.parametrize("flag", [["--stats"], ["--stats", "0.5"]], ids=["bare", "interval"])
+def test_run_with_stats_prints_the_table_once_per_interval(tmp_path, flag):
+    write_app(tmp_path, NODES + '''
+app = EdgeApp("stats-run")
+app.node(Cam, name="cam", fps=20)
+app.node(Log, name="log")
+app.link("cam").to("log")
+if __name__ == "__main__":
+    app.run()
+''')
+    out = edgeflow("run", str(tmp_path / "main.py"), *flag, "--duration", "1.8", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    tables = out.stdout.count("proc p50")
+    if flag == ["--stats"]:
+        assert tables == 0, out.stdout                       # a bare --stats: every 5 s, so none in 1.8 s
+    else:
+        assert 2 <= tables <= 4, out.stdout                  # at about 0.5, 1.0, 1.5 s: once per interval
+    assert out.stdout.count("summary:") == 1                 # and the summary once at the end
 
 
 def test_unknown_node_exits_2_with_one_line():
