@@ -241,3 +241,24 @@ app.link("cam").to("log")
 
     assert done.returncode == 0, done.stderr
     assert summary_row(done.stdout, "cam") == {"in": 0, "out": 5, "errors": 0, "restarts": 0, "drops": "-"}
+
+
+def test_a_node_whose_calls_all_fail_for_failing_after_seconds_is_failing_until_one_succeeds(monkeypatch):
+    from edgeflow.runtime import metrics
+    clock = [100.0]
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: clock[0])
+    m = metrics.NodeMetrics("work")
+    assert m.failed("error", "ValueError: boom") is False
+    clock[0] += metrics.FAILING_AFTER - 0.1
+    assert m.failed("error", "ValueError: boom") is False and not m.snapshot()["failing"]
+    clock[0] += 0.2
+    assert m.failed("error", "ValueError: boom") is True           # said once ...
+    assert m.failed("error", "ValueError: boom") is False          # ... not again
+    snap = m.snapshot()
+    assert snap["failing"] and snap["was_failing"] and snap["errors"] == 4
+    assert metrics.failure(metrics.merge([snap])).startswith("failing")
+    assert m.succeeded() is True
+    m.calls = 10                                                   # 4 errors of 10 calls, then a success
+    snap = m.snapshot()
+    assert not snap["failing"] and snap["was_failing"], "the run still fails: it was failing"
+    assert "FAILING" not in metrics.format_table({"work": {**metrics.merge([snap]), "restarts": 0}})
