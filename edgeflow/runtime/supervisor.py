@@ -228,11 +228,11 @@ class Supervisor:
             rep.state, rep.failure = "failed", "stopped by a configuration error"
             self.echo(f"{rep.label}: stopped by a configuration error (see above); not restarted")
             self._tell_downstream_if_done(rep.job.spec.name)
+            self._stop_requested = True      # the app cannot run as configured (e.g. a port in use): end it now
         elif code == STOP_EXIT:
             rep.state, rep.failure = "failed", "stopped by its hook's error (on_error='stop')"
             self.echo(f"{rep.label}: stopped after an error (on_error='stop'); stopping the run")
             self._stop_requested = True
-            self._stop_requested = True      # the app cannot run as configured (e.g. a port in use): end it now
         else:
             self._crashed(rep, code)
 
