@@ -246,8 +246,9 @@ class Router:
 
     def describe(self) -> list[dict]:
         """Each edge of this node with its route, for statistics."""
+        # a copy first: the gateway's web thread asks for this while the node loop may add a route
         return [{"source": s, "target": t, "transport": r.transport, "reason": r.reason}
-                for (s, t), r in self.routes.items()]
+                for (s, t), r in list(self.routes.items())]
 
 
 def _version() -> str:
