@@ -25,6 +25,13 @@ The token (``WebInterface(token=...)``, else $EDGEFLOW_GATEWAY_TOKEN) protects t
 streams and custom routes: ``Authorization: Bearer <token>`` or ``?token=<token>``. /healthz, /readyz and
 /health stay open for probes, and so do the dashboard's page and static files, which carry no data (the page
 passes its own ``?token=`` on to everything it fetches).
+
+Closed by default (docs/security.md): the server binds 127.0.0.1 unless ``WebInterface(host=...)`` or
+$EDGEFLOW_BIND says otherwise, and refuses to start (ConfigError) when bound beyond loopback without a token.
+It logs one line saying where it listens and whether a token protects it. WebSockets check ``Origin`` (see
+edgeflow.gateway.stream). Malformed HTTP requests (garbage on the port, oversized lines) are counted
+(``/metrics``: ``edgeflow_gateway_bad_requests_total``; ``/api/status``: ``bad_requests``) and logged at most
+once per BAD_REQUEST_LOG_INTERVAL seconds, never one traceback each.
 """
 
 from __future__ import annotations
@@ -34,19 +41,22 @@ import errno
 import hmac
 import inspect
 import logging
-import os
 import re
 import threading
+import time
 import warnings
 import weakref
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from edgeflow.config import is_loopback, require_token, settings
 from edgeflow.errors import ConfigError
 from edgeflow.gateway import routes, stream
 from edgeflow.gateway.hub import Hub
-from edgeflow.gateway.routes import HUB, INTERFACE, RUNTIME, VIEWS, Views, dumps, json_error, json_response
+from edgeflow.gateway.routes import (BAD_REQUESTS, HUB, INTERFACE, ORIGINS, RUNTIME, TOKEN_SET, VIEWS, Views,
+                                     dumps, json_error, json_response)
 
 log = logging.getLogger("edgeflow.gateway")
 
@@ -54,6 +64,7 @@ OPTIONS = {"jpeg_quality": 80, "encoders": 2, "stats_interval": 0.5, "access_log
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/health", "/", "/dashboard", "/favicon.ico"})
 STARTUP_TIMEOUT = 10.0        # seconds to bind and start serving
 SHUTDOWN_GRACE = 1.0          # seconds open requests get to finish at close (streams end at once anyway)
+BAD_REQUEST_LOG_INTERVAL = 10.0   # seconds between log lines about malformed HTTP requests (a flood: a few lines)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",            # a topic name echoed in JSON is never sniffed as HTML
     "Referrer-Policy": "no-referrer",               # URLs may carry ?token=
@@ -166,10 +177,13 @@ def make_app(interface: Any, runtime: Any, hub: Hub | None = None) -> web.Applic
     """
     options = options_of(interface)
     hub = hub if hub is not None else new_hub(interface)
-    token = getattr(interface, "token", None) or os.environ.get("EDGEFLOW_GATEWAY_TOKEN") or None
+    token = token_of(interface)
     app = web.Application(middlewares=[_errors, _auth(token)], client_max_size=1 << 20)
     app[HUB], app[RUNTIME], app[INTERFACE] = hub, runtime, interface
-    app[VIEWS] = Views(runtime, hub)
+    app[TOKEN_SET] = token is not None
+    app[ORIGINS] = origins_of(interface)
+    app[BAD_REQUESTS] = BadRequests(str(getattr(runtime, "node", "gateway")))
+    app[VIEWS] = Views(runtime, hub, bad_requests=app[BAD_REQUESTS])
     app[stream.SOCKETS] = weakref.WeakSet()
     app[stream.STATS_INTERVAL] = float(options["stats_interval"])
     custom = _add_custom_routes(app, getattr(interface, "routes", ()))
@@ -180,6 +194,105 @@ def make_app(interface: Any, runtime: Any, hub: Hub | None = None) -> web.Applic
     app.on_cleanup.append(_cleanup)
     app.on_response_prepare.append(_security_headers)
     return app
+
+
+def token_of(interface: Any) -> str | None:
+    """The web server's token: ``WebInterface(token=...)``, else $EDGEFLOW_GATEWAY_TOKEN, else None."""
+    return getattr(interface, "token", None) or settings.EDGEFLOW_GATEWAY_TOKEN
+
+
+def origins_of(interface: Any) -> frozenset:
+    """The origins allowed to open WebSockets besides the server's own: ``WebInterface(allowed_origins=)``,
+    else $EDGEFLOW_ALLOWED_ORIGINS; normalised (lowercase, no trailing slash) as browsers send them.
+
+    Raises:
+        ConfigError: an entry that is not ``scheme://host[:port]`` (nor ``*``).
+    """
+    given = getattr(interface, "allowed_origins", None)
+    raw = settings.EDGEFLOW_ALLOWED_ORIGINS if given is None else tuple(given)
+    out = set()
+    for origin in raw:
+        norm = stream.normalise_origin(str(origin))
+        if norm != "*" and not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^/\s]+", norm):
+            raise ConfigError(f"gateway: allowed origin {origin!r}: expected scheme://host[:port], "
+                              "e.g. https://ops.example.com")
+        out.add(norm)
+    return frozenset(out)
+
+
+class BadRequests:
+    """Malformed HTTP requests the server answered 400 (or dropped): counted, and logged at most once per
+    ``interval`` seconds with the count, instead of aiohttp's one traceback per request.
+
+    ``logger`` goes to aiohttp's RequestHandler (``AppRunner(logger=...)``): it takes the records about
+    malformed requests and passes every other record on to ``aiohttp.server`` unchanged.
+    """
+
+    def __init__(self, node: str, interval: float = BAD_REQUEST_LOG_INTERVAL) -> None:
+        self.node = node
+        self.interval = interval
+        self.count = 0
+        self._unreported = 0
+        self._last_log = -float("inf")
+        self._last = ""
+        self._timer: asyncio.TimerHandle | None = None
+        self.logger = _BadRequestFilter(self)
+
+    def note(self, exc: BaseException, peer: Any) -> None:
+        """Count one malformed request (server loop); log now if the last line is ``interval`` old."""
+        self.count += 1
+        self._last = f"{type(exc).__name__} from {peer or '?'}"
+        now = time.monotonic()
+        if now - self._last_log >= self.interval:
+            self._last_log = now
+            log.warning("gateway %s: malformed HTTP request (%s: %s); further ones are counted "
+                        "(edgeflow_gateway_bad_requests_total) and reported every %g s", self.node,
+                        self._last, str(getattr(exc, "message", "") or exc).splitlines()[0][:120],
+                        self.interval)
+            return
+        self._unreported += 1
+        if self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return                                  # reported with the next one instead
+            self._timer = loop.call_later(max(0.0, self._last_log + self.interval - now), self.flush)
+
+    def flush(self) -> None:
+        """Log the requests counted since the last line (one line), if any."""
+        self._timer = None
+        if self._unreported:
+            log.warning("gateway %s: %d more malformed HTTP requests in the last %g s (%d in all; last: %s)",
+                        self.node, self._unreported, self.interval, self.count, self._last)
+            self._unreported = 0
+            self._last_log = time.monotonic()
+
+    def cancel(self) -> None:
+        """Stop the pending report (the server is closing) after logging what it would have said."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self.flush()
+
+
+class _BadRequestFilter(logging.LoggerAdapter):
+    """aiohttp.server's logger with malformed-request records taken out (counted by BadRequests)."""
+
+    def __init__(self, counter: BadRequests) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self.counter = counter
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if exc is True:
+            import sys
+            exc = sys.exc_info()[1]
+        elif isinstance(exc, tuple):
+            exc = exc[1]
+        if isinstance(exc, HttpProcessingError):
+            peer = args[0] if args else None            # aiohttp: "Error handling request from %s", remote
+            self.counter.note(exc, peer)
+            return
+        super().log(level, msg, *args, **kwargs)
 
 
 async def _startup(app: web.Application) -> None:
@@ -376,6 +489,9 @@ class Server:
         self.runtime = runtime
         self.host = interface.host
         self.port = int(interface.port)
+        self.runtime_node = str(getattr(runtime, "node", "gateway"))
+        # closed by default: refuse to serve beyond loopback without a token, before anything binds
+        require_token(f"gateway {self.runtime_node!r}: web server", self.host, self.port, token_of(interface))
         options = options_of(interface)
         self.hub = new_hub(interface)
         self._app = make_app(interface, runtime, self.hub)
@@ -426,8 +542,9 @@ class Server:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
+        bad = self._app[BAD_REQUESTS]
         runner = web.AppRunner(self._app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE,
-                               access_log=log if self._access_log else None)
+                               access_log=log if self._access_log else None, logger=bad.logger)
         await runner.setup()
         try:
             try:
@@ -435,12 +552,19 @@ class Server:
             except OSError as exc:
                 raise _bind_error(self.host, self.port, exc) from exc
             self.port = runner.addresses[0][1]
-            shown = self.url if self.host not in ("0.0.0.0", "", "::") else f"http://localhost:{self.port}"
-            log.info("gateway: dashboard at %s/dashboard", shown)
+            log.info("%s", self.listening())
             self._started.set()
             await self._stop.wait()
         finally:
+            bad.cancel()
             await runner.cleanup()
+
+    def listening(self) -> str:
+        """The startup line: where the web server listens and whether a token protects it."""
+        reach = "this host only" if is_loopback(self.host) else "reachable from other hosts"
+        guard = "token required" if self._app[TOKEN_SET] else "no token"
+        return (f"gateway {self.runtime_node}: web server listening on {self.host}:{self.port} ({reach}; "
+                f"{guard}); dashboard at {self.url}/dashboard")
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop serving (open streams end, sockets close) and drop every held frame; idempotent."""

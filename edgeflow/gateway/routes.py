@@ -10,7 +10,8 @@
     GET /api/graph        {"nodes": [...], "edges": [...]}: the graph with live figures
     GET /api/topics       every topic (auto-discovered, plus those the graph announces) with its newest frame
     GET /api/topics/{t}   one topic; ``value`` holds the data of a non-image payload
-    GET /metrics          Prometheus text (see metrics.py)
+    GET /metrics          Prometheus text (see metrics.py), plus the gateway's own guard figures (GuardCollector:
+                          malformed HTTP requests, and the TCP ingest's connections, frames and rejections)
 
 Every response is JSON except the page, the health texts and the metrics. Handlers read the runtime through
 the object the runtime passed in; a runtime call that raises is logged once and answered from empty figures,
@@ -39,6 +40,9 @@ HUB: web.AppKey[Hub] = web.AppKey("edgeflow_hub", Hub)
 RUNTIME: web.AppKey[Any] = web.AppKey("edgeflow_runtime", object)
 INTERFACE: web.AppKey[Any] = web.AppKey("edgeflow_interface", object)
 VIEWS: web.AppKey["Views"] = web.AppKey("edgeflow_views", object)
+TOKEN_SET: web.AppKey[bool] = web.AppKey("edgeflow_token_set", bool)          # a token protects this server
+ORIGINS: web.AppKey[frozenset] = web.AppKey("edgeflow_allowed_origins", frozenset)   # WebSocket origins
+BAD_REQUESTS: web.AppKey[Any] = web.AppKey("edgeflow_bad_requests", object)   # app.BadRequests
 
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = ("dashboard.js", "dashboard.css")        # served by name: no path ever reaches the filesystem
@@ -72,11 +76,13 @@ class Views:
     The stats message is built at most once per ``period`` however many dashboards are open.
     """
 
-    def __init__(self, runtime: Any, hub: Hub, period: float = 0.25) -> None:
+    def __init__(self, runtime: Any, hub: Hub, period: float = 0.25, bad_requests: Any = None) -> None:
         self.runtime = runtime
         self.hub = hub
         self.period = period
+        self.bad_requests = bad_requests              # app.BadRequests (``.count``), or None
         self.registry = metrics.registry_for(self, hub)
+        self.registry.register(GuardCollector(self))
         self._edge_history: dict[str, collections.deque] = {}
         self._message: tuple[float, str] = (0.0, "")
         self._failed: set[str] = set()
@@ -130,7 +136,17 @@ class Views:
                 "uptime_s": round(time.time() - self.hub.started, 3), "time": time.time(),
                 "topics": [t.name for t in topics],
                 "viewers": sum(sum(t.viewers.values()) for t in topics),
-                "buffer_delay_s": self.hub.buffer_delay, "queue_size": self.hub.queue_size}
+                "buffer_delay_s": self.hub.buffer_delay, "queue_size": self.hub.queue_size,
+                "bad_requests": self.bad_requests.count if self.bad_requests is not None else 0,
+                "tcp_ingest": self.tcp_ingest()}
+
+    def tcp_ingest(self) -> dict | None:
+        """The gateway's TCP ingest figures (listening address, token, connections, frames, rejections per
+        reason) as the router reports them in this node's statistics; None when it has no TCP ingest (an
+        all-in-one run)."""
+        node = (self.statistics().get("nodes") or {}).get(self.runtime.node) or {}
+        found = (node.get("extra") or {}).get("tcp_ingest")
+        return found if isinstance(found, dict) else None
 
     def fps(self) -> dict:
         """The /api/fps payload."""
@@ -285,6 +301,48 @@ async def prometheus(request: web.Request) -> web.Response:
     """``/metrics``: Prometheus text."""
     body = metrics.render(request.app[VIEWS].registry)
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
+class GuardCollector:
+    """The gateway's guard figures for /metrics, read at scrape time (kept apart from gateway/metrics.py, which
+    exports the pipeline's statistics):
+
+        edgeflow_gateway_bad_requests_total              malformed HTTP requests (answered 400 or dropped)
+        edgeflow_gateway_tcp_connections                 TCP ingest connections open now
+        edgeflow_gateway_tcp_frames_total                frames the TCP ingest delivered
+        edgeflow_gateway_tcp_authenticated_total         connections that passed the hello (token checked)
+        edgeflow_gateway_tcp_rejected_total{reason}      connections the TCP ingest rejected, per reason
+                                                         (``unauthenticated``: a missing or wrong MAC)
+
+    The TCP series are there only when the gateway has a TCP ingest (``--node`` runs with a broker).
+    """
+
+    def __init__(self, views: Views) -> None:
+        self.views = views
+
+    def collect(self):
+        """Every guard family, read now."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        bad = CounterMetricFamily("edgeflow_gateway_bad_requests",
+                                  "Malformed HTTP requests the gateway's web server refused.")
+        counter = self.views.bad_requests
+        bad.add_metric([], float(counter.count if counter is not None else 0))
+        yield bad
+        tcp = self.views.tcp_ingest()
+        if tcp is None:
+            return
+        conns = GaugeMetricFamily("edgeflow_gateway_tcp_connections", "TCP ingest connections open now.")
+        conns.add_metric([], float(tcp.get("connections") or 0))
+        frames = CounterMetricFamily("edgeflow_gateway_tcp_frames", "Frames the TCP ingest delivered.")
+        frames.add_metric([], float(tcp.get("frames") or 0))
+        auth = CounterMetricFamily("edgeflow_gateway_tcp_authenticated",
+                                   "TCP ingest connections that passed the hello.")
+        auth.add_metric([], float(tcp.get("authenticated") or 0))
+        rejected = CounterMetricFamily("edgeflow_gateway_tcp_rejected",
+                                       "TCP ingest connections rejected, per reason.", labels=["reason"])
+        for reason, n in sorted((tcp.get("rejected") or {}).items()):
+            rejected.add_metric([str(reason)], float(n))
+        yield from (conns, frames, auth, rejected)
 
 
 def add_get(app: web.Application, path: str, handler, skip=frozenset(), **kwargs) -> None:

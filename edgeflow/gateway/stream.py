@@ -9,6 +9,13 @@ Size and quality: native size unless ``?width=N`` (8-8192 pixels, aspect kept) o
 ``?quality=Q`` (1-100). Each viewer runs its own loop: "the newest frame newer than the one I sent". A slow
 socket only delays its own loop (aiohttp waits for the socket to drain after at most 64 KiB), frames that
 arrive meanwhile replace each other in the hub, so a viewer never builds a queue and never slows another.
+
+Origin (the WebSockets only: browsers apply no same-origin rule to them, so any page a user opens could read
+a loopback gateway's streams): a request with an ``Origin`` header is served when that origin is the server's
+own (its host and port equal the ``Host`` header) or is in the allowed list (``WebInterface(allowed_origins=
+[...])``, else $EDGEFLOW_ALLOWED_ORIGINS; ``*`` allows any). A request without ``Origin`` comes from a
+non-browser client: it is served when a token protects the server (and it passed the token check) or when
+it arrived on a loopback address. Anything else is refused with 403 and a JSON error.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Awaitable, Callable
 from aiohttp import WSMsgType, web
 
 from edgeflow.gateway.hub import BOUNDARY, Encoded, Entry, Hub, Topic, Variant
-from edgeflow.gateway.routes import HUB, VIEWS, add_get, dumps, find_topic, json_error
+from edgeflow.gateway.routes import HUB, ORIGINS, TOKEN_SET, VIEWS, add_get, dumps, find_topic, json_error
 
 log = logging.getLogger("edgeflow.gateway")
 
@@ -154,6 +161,45 @@ async def snapshot(request: web.Request) -> web.Response:
 
 
 # -- WebSocket -----------------------------------------------------------------------------------------------
+def normalise_origin(origin: str) -> str:
+    """An origin as compared: lowercase, without a trailing slash (``https://Ops.Example.com/`` ->
+    ``https://ops.example.com``)."""
+    return origin.strip().rstrip("/").lower()
+
+
+def check_origin(request: web.Request) -> None:
+    """Refuse a WebSocket whose ``Origin`` is neither the server's own nor allowed (module docstring).
+
+    Raises:
+        HTTPForbidden: (JSON) a foreign origin, or no origin on a server reached beyond loopback without a
+            token.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        if request.app.get(TOKEN_SET) or _arrived_on_loopback(request):
+            return
+        raise _forbidden("a WebSocket without an Origin header needs the gateway's token")
+    norm = normalise_origin(origin)
+    allowed = request.app.get(ORIGINS) or frozenset()
+    if "*" in allowed or norm in allowed:
+        return
+    _, sep, netloc = norm.partition("://")
+    if sep and netloc == (request.host or "").lower():
+        return
+    raise _forbidden(f"origin {origin[:200]!r} may not open this WebSocket (same origin only, or add it to "
+                     "WebInterface(allowed_origins=...) / EDGEFLOW_ALLOWED_ORIGINS)")
+
+
+def _arrived_on_loopback(request: web.Request) -> bool:
+    from edgeflow.config import is_loopback
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return bool(sockname) and is_loopback(str(sockname[0]))
+
+
+def _forbidden(message: str) -> web.HTTPForbidden:
+    return web.HTTPForbidden(text=dumps({"error": message, "status": 403}), content_type="application/json")
+
+
 async def _serve_socket(request: web.Request, sender: Callable[[web.WebSocketResponse], Awaitable[None]]):
     """Open a WebSocket, run ``sender`` beside a reader that notices the client closing, then clean up."""
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
@@ -186,6 +232,7 @@ async def _send_until_done(ws: web.WebSocketResponse, sender) -> None:
 
 async def ws_video(request: web.Request) -> web.WebSocketResponse:
     """One topic as WebSocket messages: binary JPEG per image frame, JSON text per data frame."""
+    check_origin(request)                           # first: a foreign page learns nothing, not even topics
     hub = request.app[HUB]
     views = request.app[VIEWS]
     topic = find_topic(request)
@@ -206,6 +253,7 @@ async def ws_video(request: web.Request) -> web.WebSocketResponse:
 
 async def ws_stats(request: web.Request) -> web.WebSocketResponse:
     """The dashboard's feed: the stats message every ``stats_interval`` seconds."""
+    check_origin(request)
     views = request.app[VIEWS]
     hub = request.app[HUB]
     interval = request.app[STATS_INTERVAL]

@@ -58,7 +58,7 @@ def test_a_port_in_use_is_one_clear_config_error():
         assert str(info.value) == (f"gateway: port {port} is in use; choose another with "
                                    "WebInterface(port=...) or the GATEWAY_HTTP_PORT environment variable")
         with pytest.raises(ConfigError, match="port .* is in use"):
-            serve(WebInterface(host="0.0.0.0", port=port), StaticRuntime())
+            serve(WebInterface(host="0.0.0.0", port=port, token="t"), StaticRuntime())
     assert not [t for t in threading.enumerate() if t.name.startswith("edgeflow-gateway")]
 
 

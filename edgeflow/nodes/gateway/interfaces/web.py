@@ -19,8 +19,12 @@ class WebInterface(BaseInterface):
 
     Args:
         port: TCP port (default: ``settings.GATEWAY_HTTP_PORT``, from $GATEWAY_HTTP_PORT, 8000).
-        host: address to bind (default all interfaces).
-        token: optional shared token that protects the API and the streams.
+        host: address to bind (default ``$EDGEFLOW_BIND``, else 127.0.0.1: this host only). An address
+            beyond loopback (e.g. "0.0.0.0") needs a token, or the gateway refuses to start.
+        token: the shared token that protects the API, the streams and the TCP ingest (default
+            ``$EDGEFLOW_GATEWAY_TOKEN``).
+        allowed_origins: origins (``"https://ops.example.com"``) whose pages may open the WebSockets besides
+            the gateway's own (default ``$EDGEFLOW_ALLOWED_ORIGINS``, comma-separated).
         buffer_delay: seconds of play-out (jitter) buffer. 0 (the default, as in the original): viewers get
             the newest frame at once. Above 0: each topic's frames are shown ``buffer_delay`` seconds late,
             paced by their capture timestamps, so frames that arrive in bursts are shown evenly.
@@ -37,15 +41,17 @@ class WebInterface(BaseInterface):
     server = "edgeflow.gateway.app:serve"
 
     def __init__(self, port: int | None = None, buffer_delay: float = DEFAULT_BUFFER_DELAY,
-                 queue_size: int = DEFAULT_QUEUE_SIZE, host: str = "0.0.0.0", token: str | None = None,
-                 **options: Any) -> None:
+                 queue_size: int = DEFAULT_QUEUE_SIZE, host: str | None = None, token: str | None = None,
+                 allowed_origins: Iterable[str] | None = None, **options: Any) -> None:
         super().__init__()
+        from edgeflow.config import DEFAULT_BIND, settings
         if port is None:
-            from edgeflow.config import settings
             port = settings.GATEWAY_HTTP_PORT
         self.port = int(port)
-        self.host = host
+        # closed by default: only this host reaches the server unless the code or $EDGEFLOW_BIND says more
+        self.host = host if host is not None else (settings.EDGEFLOW_BIND or DEFAULT_BIND)
         self.token = token
+        self.allowed_origins = tuple(allowed_origins) if allowed_origins is not None else None
         self.buffer_delay = buffer_delay
         self.queue_size = queue_size
         self.options = options
