@@ -10,12 +10,21 @@ Statistics: ``edgeflow:{app}:stats:{node}:{replica}`` -> JSON of the replica's s
 the supervisor gets in an all-in-one run), written with each heartbeat with a TTL of STATS_TTL_S seconds and
 once more when the node closes, so the gateway of a ``--node`` run shows every node's figures, and a node's
 final figures for a while after it ended.
+
+The gateway's automatic token: ``edgeflow:{app}:gateway_token`` -> the token the gateway's TCP ingest takes
+when none is configured (router.py). Created with SET NX (one token per app, whichever gateway comes first),
+kept alive with a TTL of TOKEN_TTL_S seconds that the gateway's heartbeat refreshes (re-created by it after
+Redis restarted empty), and never deleted at close: a gateway restarted within TOKEN_TTL_S adopts the same
+token, so senders carry on; after the last gateway is gone it expires. Senders read it (``shared_token``).
+Whoever can read the control Redis can read it; that Redis is password-protected, and its readers can
+already publish frames over Redis routes, so the token gives them nothing new.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 
@@ -24,6 +33,7 @@ from edgeflow.placement import HostIdentity
 HEARTBEAT_S = 1.0
 TTL_S = 4.0            # a dead node is gone from the registry within 4 s (the issue asks for 5)
 STATS_TTL_S = 30.0     # a node's last statistics outlive it this long (a finished producer still shows)
+TOKEN_TTL_S = 30.0     # the automatic gateway token outlives its last gateway this long (a restart keeps it)
 
 log = logging.getLogger("edgeflow.registry")
 
@@ -36,6 +46,11 @@ def _stats_key(app: str, node: str = "*", replica: object = "*") -> str:
     return f"edgeflow:{app}:stats:{node}:{replica}"
 
 
+def token_key(app: str) -> str:
+    """The key of the app's automatic gateway token (module docstring)."""
+    return f"edgeflow:{app}:gateway_token"
+
+
 class Registry:
     """This process's entry in the registry, kept alive by a heartbeat thread, and lookups of the others."""
 
@@ -46,6 +61,9 @@ class Registry:
         self.key = _key(app, entry["node"], entry["replica"])
         self.stats_key = _stats_key(app, entry["node"], entry["replica"])
         self.stats: dict | None = None     # the node's newest snapshot; the node loop replaces it whole
+        self.token: str | None = None      # the automatic gateway token this process keeps alive (a gateway)
+        self.token_key = token_key(app)
+        self._token_conflict = False
         self._client = redis.Redis.from_url(broker.url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -70,7 +88,13 @@ class Registry:
                 pipe.set(self.key, json.dumps(self.entry), px=int(TTL_S * 1000))
                 if stats is not None:
                     pipe.set(self.stats_key, json.dumps(stats), px=int(STATS_TTL_S * 1000))
-                pipe.execute()
+                if self.token is not None:             # re-created if Redis lost it, and kept alive
+                    pipe.set(self.token_key, self.token, px=int(TOKEN_TTL_S * 1000), nx=True)
+                    pipe.pexpire(self.token_key, int(TOKEN_TTL_S * 1000))
+                    pipe.get(self.token_key)
+                results = pipe.execute()
+            if self.token is not None:
+                self._check_token(results[-1])
         except Exception as exc:                        # redis errors of any kind: retried with back-off
             if self.connected is not False:             # the first failure, and the first after each recovery
                 log.warning("%s: registry at %s unreachable (%s); retrying with back-off",
@@ -79,6 +103,38 @@ class Registry:
             return False
         self.connected = True
         return True
+
+    def _check_token(self, raw: bytes | None) -> None:
+        current = raw.decode() if isinstance(raw, bytes) else raw
+        if current != self.token and not self._token_conflict:
+            self._token_conflict = True        # e.g. Redis restarted empty and another gateway came first
+            log.warning("%s: the shared gateway token in the registry is not this gateway's; senders that "
+                        "read it are rejected until this gateway restarts", self.entry["node"])
+
+    def share_token(self) -> str:
+        """The app's automatic gateway token: the one in the registry, else a new random one put there
+        (SET NX, so concurrent gateways agree). Redis unreachable: a new one, published by the heartbeat once
+        Redis answers. Kept alive by this process's heartbeat from now on."""
+        candidate = secrets.token_urlsafe(32)
+        try:
+            self._client.set(self.token_key, candidate, px=int(TOKEN_TTL_S * 1000), nx=True)
+            raw = self._client.get(self.token_key)
+            token = raw.decode() if raw else candidate
+        except Exception as exc:                        # redis errors of any kind: the heartbeat retries
+            log.warning("%s: registry at %s unreachable (%s); the gateway token is shared once it answers",
+                        self.entry["node"], self._where, str(exc).splitlines()[0][:200])
+            token = candidate
+        self.token = token
+        return token
+
+    def shared_token(self) -> str | None:
+        """The app's automatic gateway token as the registry holds it (for senders); None when there is none
+        or Redis does not answer."""
+        try:
+            raw = self._client.get(self.token_key)
+        except Exception:
+            return None
+        return raw.decode() if raw else None
 
     def peers(self) -> dict[tuple[str, int], dict] | None:
         """Every registered node process: (node, replica) -> entry; None when Redis cannot be asked (so that

@@ -9,6 +9,18 @@ costs Redis nothing.
 
 Known limit: replicas of one node spread over several hosts share the work among those reading the same route
 (the shm group on one host, the Redis group across hosts); a frame can reach one replica of each.
+
+The gateway's TCP ingest (docs/security.md). It starts at the gateway's first refresh, once the node's
+``configure()`` added its interfaces and their servers run, so that it gets the real token; the gateway
+registers only then, so no peer ever sees it without its TCP address. Its token: the interfaces' (e.g.
+``WebInterface(token=...)``), else $EDGEFLOW_GATEWAY_TOKEN, else an automatic one (``secrets.token_urlsafe``)
+shared through the control Redis (``edgeflow:{app}:gateway_token``, see registry.py), so cross-host TCP is
+authenticated without configuration. It binds $EDGEFLOW_BIND when set, else 127.0.0.1 when the address other
+hosts would reach it at is loopback (everything on this machine), else 0.0.0.0: other hosts must reach it,
+and it always has a token. The registry entry says where it listens (``gateway_tcp``) and whether its token is
+shared (``gateway_auth``: "shared") or configured ("configured": senders need $EDGEFLOW_GATEWAY_TOKEN).
+Senders (``_ensure_tcp``) use the shared token for a "shared" gateway (re-read every refresh: a gateway that
+came back with a new token gets new senders), else $EDGEFLOW_GATEWAY_TOKEN.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ import socket
 import time
 
 from edgeflow import placement
-from edgeflow.config import settings
+from edgeflow.config import is_loopback, require_token, settings
 from edgeflow.qos import QoS
 from edgeflow.runtime.inputs import Input
 from edgeflow.runtime.plan import group_name, output_topic
@@ -31,6 +43,14 @@ STATS_CACHE_S = 0.5         # a gateway reads the others' statistics from Redis 
 REMOTE_GRACE = 10.0         # seconds a remote route outlives its consumer's absence from the registry
 
 log = logging.getLogger("edgeflow.runtime")
+
+
+def tcp_bind_host(broker) -> str:
+    """The address the gateway's TCP ingest binds in a distributed run (module docstring)."""
+    given = settings.EDGEFLOW_BIND
+    if given:
+        return given
+    return "127.0.0.1" if is_loopback(advertised_address(broker)) else "0.0.0.0"
 
 
 def advertised_address(broker) -> str:
@@ -69,15 +89,22 @@ class Router:
         self._peer_stats: dict = {}
         self._transports: dict = {}
         self._peer_stats_at = -STATS_CACHE_S
+        self.tcp_token_source: str | None = None          # where the TCP ingest's token came from
+        self._sender_tokens: dict[str, str | None] = {}   # "host:port" -> the token its TcpSender uses
+        self._warned: set[str] = set()
+        # a gateway's TCP ingest waits for its interfaces (their token): see the module docstring
+        self._gateway_pending = self.node.kind == "gateway"
+        self._tcp_inputs_wanted = False
         entry = {"node": runner.name, "replica": runner.job.replica, "kind": self.node.kind, "pid": os.getpid(),
                  "version": _version(), "host": self.me.to_dict(), "gateway_tcp": None}
-        if self.node.kind == "gateway":
-            self._start_tcp_server()
-            entry["gateway_tcp"] = self.gateway_tcp
         self.registry = Registry(self.broker, graph.app, entry)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
+        """Register and decide the routes now; a gateway does both at its first refresh (its TCP ingest
+        needs the interfaces its ``configure()`` adds, after this)."""
+        if self._gateway_pending:
+            return
         self.registry.start()
         self.refresh(force=True)
 
@@ -93,26 +120,77 @@ class Router:
         if self.tcp_server is not None:
             self.tcp_server.close()
 
+    def _open_gateway(self) -> None:
+        """The gateway's TCP ingest, its inputs, and its registration (the first refresh: its servers run).
+
+        Raises:
+            ConfigError: the TCP port is taken, or the ingest would listen beyond loopback without a token.
+        """
+        self._gateway_pending = False
+        self._start_tcp_server()
+        self.registry.entry["gateway_tcp"] = self.gateway_tcp
+        self.registry.entry["gateway_auth"] = "shared" if self.tcp_token_source == "auto" else "configured"
+        if self._tcp_inputs_wanted:
+            self._add_tcp_inputs()
+        self.registry.start()
+
+    def _ingest_token(self) -> tuple[str | None, str]:
+        """(token, where it came from) for the TCP ingest: the interfaces', $EDGEFLOW_GATEWAY_TOKEN, or auto."""
+        for server in getattr(self.runner, "servers", ()):          # the interfaces the node's configure() added
+            token = getattr(getattr(server, "interface", None), "token", None)
+            if token:
+                return token, "WebInterface(token=...)"
+        if settings.EDGEFLOW_GATEWAY_TOKEN:
+            return settings.EDGEFLOW_GATEWAY_TOKEN, "EDGEFLOW_GATEWAY_TOKEN"
+        return self.registry.share_token(), "auto"
+
     def _start_tcp_server(self) -> None:
         from edgeflow.transport.tcp import TcpServer
-        token = next((getattr(i, "token", None) for i in getattr(self.node, "interfaces", ()) if i), None)
-        self.tcp_server = TcpServer(host="0.0.0.0", port=settings.GATEWAY_TCP_PORT, token=token)
+        host, port = tcp_bind_host(self.broker), settings.GATEWAY_TCP_PORT
+        token, self.tcp_token_source = self._ingest_token()
+        require_token(f"gateway {self.node.name!r}: TCP ingest", host, port, token)
+        self.tcp_server = TcpServer(host=host, port=port, token=token)
         self.tcp_server.start()
         self.gateway_tcp = f"{advertised_address(self.broker)}:{self.tcp_server.port}"
+        reach = "this host only" if is_loopback(host) else "reachable from other hosts"
+        where = ("automatic, shared through the control Redis" if self.tcp_token_source == "auto"
+                 else f"from {self.tcp_token_source}")
+        log.info("gateway %s: TCP ingest listening on %s:%d (%s; token required, %s); advertised as %s",
+                 self.node.name, host, self.tcp_server.port, reach, where, self.gateway_tcp)
 
     def add_tcp_inputs(self) -> None:
-        """A gateway reads each input topic also from its TCP server (frames from producers on other hosts)."""
+        """A gateway reads each input topic also from its TCP server (frames from producers on other hosts);
+        added once the TCP ingest runs (the gateway's first refresh)."""
+        self._tcp_inputs_wanted = True
+        if self.tcp_server is not None:
+            self._add_tcp_inputs()
+
+    def _add_tcp_inputs(self) -> None:
         for plan in self.runner.job.plan.inputs:
             for topic in plan.topics:
                 self.runner.inputs.add(Input(plan.label, plan.source, self.tcp_server.subscriber(topic)))
 
+    def tcp_ingest(self) -> dict | None:
+        """The TCP ingest's figures for the node's statistics (the gateway's /metrics and /api/status)."""
+        if self.tcp_server is None:
+            return None
+        stats = self.tcp_server.statistics()
+        return {"address": f"{stats.host}:{stats.port}", "advertised": self.gateway_tcp,
+                "token": self.tcp_token_source, "connections": stats.connections, "accepted": stats.accepted,
+                "authenticated": stats.authenticated, "frames": stats.frames, "rejected": dict(stats.rejected)}
+
     # -- routing ---------------------------------------------------------------------------------------------
     def refresh(self, force: bool = False) -> None:
         """Re-decide routes (at most every ROUTE_PERIOD seconds unless forced)."""
+        if self._gateway_pending:
+            self._open_gateway()
+            force = True
         now = time.monotonic()
         if not force and now < self._next:
             return
         self._next = now + ROUTE_PERIOD
+        if self.tcp_server is not None:
+            self.runner.metrics.extra["tcp_ingest"] = self.tcp_ingest()
         peers = self.registry.peers()
         if peers is None:          # the registry is unreachable: keep every route as it is until it answers
             return
@@ -154,7 +232,7 @@ class Router:
         self.runner.inputs.add(Input(plan.label, plan.source, sub))
 
     def _route_outputs(self, peers: dict) -> None:
-        redis_groups, gateways, unknown = [], set(), False
+        redis_groups, gateways, unknown = [], {}, False
         for edge in self.graph.outputs_of(self.node.name):
             target = self.graph.node(edge.target)
             for r in range(target.replicas):
@@ -169,7 +247,7 @@ class Router:
                 if route.transport in ("redis", "dual-redis"):
                     redis_groups.append((group_name(target.name), edge.qos))
                 elif route.transport == "tcp":
-                    gateways.add(entry["gateway_tcp"])
+                    gateways[entry["gateway_tcp"]] = entry
         now = time.monotonic()
         if redis_groups:
             self._redis_seen = now
@@ -201,18 +279,45 @@ class Router:
             self.redis_pub.close()
             self.redis_pub = None
 
-    def _ensure_tcp(self, gateways: set) -> None:
+    def _ensure_tcp(self, gateways: dict) -> None:
+        """One TcpSender per gateway address (``gateways``: address -> its registry entry), with the token
+        that gateway takes; a sender whose gateway's shared token changed is replaced."""
         from edgeflow.transport.tcp import TcpSender
         topic = output_topic(self.node.name, self.node.replicas, self.runner.job.replica)
-        for address in gateways - set(self.tcp_senders):
+        for address, entry in gateways.items():
+            token = self._sender_token(address, entry)
+            if token is _NOT_YET:
+                continue                     # its shared token is not readable yet: next refresh
+            if address in self.tcp_senders:
+                if self._sender_tokens.get(address) == token:
+                    continue
+                self._drop_sender(address)   # the gateway came back with another token
             host, _, port = address.rpartition(":")
-            sender = TcpSender(topic, host, int(port), app=self.graph.app)
+            sender = TcpSender(topic, host, int(port), app=self.graph.app, token=token)
             self.tcp_senders[address] = sender
+            self._sender_tokens[address] = token
             self.runner.output.remotes.append(sender)
-        for address in set(self.tcp_senders) - gateways:
-            sender = self.tcp_senders.pop(address)
-            self.runner.output.remotes.remove(sender)
-            sender.close()
+        for address in set(self.tcp_senders) - set(gateways):
+            self._drop_sender(address)
+
+    def _drop_sender(self, address: str) -> None:
+        sender = self.tcp_senders.pop(address)
+        self._sender_tokens.pop(address, None)
+        self.runner.output.remotes.remove(sender)
+        sender.close()
+
+    def _sender_token(self, address: str, entry: dict | None):
+        """The token for the gateway at ``address``: its shared one (from the control Redis) when it shares
+        it, else $EDGEFLOW_GATEWAY_TOKEN; _NOT_YET when the shared one cannot be read right now."""
+        if (entry or {}).get("gateway_auth") == "shared":
+            token = self.registry.shared_token()
+            return _NOT_YET if token is None else token
+        token = settings.EDGEFLOW_GATEWAY_TOKEN
+        if token is None and (entry or {}).get("gateway_auth") == "configured" and address not in self._warned:
+            self._warned.add(address)
+            log.warning("%s: the gateway at %s requires its configured token; set EDGEFLOW_GATEWAY_TOKEN on "
+                        "this host too", self.node.name, address)
+        return token
 
     def app_statistics(self, own: dict) -> dict:
         """The app-wide statistics of a distributed run, as the supervisor makes them in an all-in-one run:
@@ -249,6 +354,9 @@ class Router:
         # a copy first: the gateway's web thread asks for this while the node loop may add a route
         return [{"source": s, "target": t, "transport": r.transport, "reason": r.reason}
                 for (s, t), r in list(self.routes.items())]
+
+
+_NOT_YET = object()          # _sender_token: the gateway's shared token is not readable yet
 
 
 def _version() -> str:
