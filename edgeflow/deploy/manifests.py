@@ -5,7 +5,8 @@
 
 What comes out, in order:
 
-- the Namespace; a Secret (``<app>-redis``, key ``password``) and a ConfigMap (``<app>-config``) with the
+- the Namespace; a Secret (``<app>-redis``: key ``password``, and ``gateway-token`` when the app has a gateway,
+  see "The gateway's token" below) and a ConfigMap (``<app>-config``) with the
   broker addresses and the app's identity (EDGEFLOW_APP, REDIS_HOST, REDIS_PORT, DATA_REDIS_HOST/PORT,
   GATEWAY_HOST, GATEWAY_TCP_PORT, GATEWAY_HTTP_PORT);
 - the control Redis, and the data Redis for a DualRedisBroker: a Deployment and a Service each, on nodes
@@ -30,6 +31,16 @@ node option ``slots`` or 8 (the ring's default), ``frame_bytes`` the node option
 SHM_MARGIN is 2 because a ring that meets a larger frame maps its next generation before the old one goes.
 The memory counts against the writing container's memory, so its requests and limits include it.
 
+The gateway's token (docs/security.md): every node container of an app with a gateway gets
+``EDGEFLOW_GATEWAY_TOKEN`` from a Secret (secretKeyRef), so the gateway's web API, streams and TCP ingest are
+protected and every sender authenticates; the gateway container also gets ``EDGEFLOW_BIND=0.0.0.0`` (its
+Services must reach it; allowed because the token is there). Without ``DeployConfig.gateway_token`` the token
+is derived from the Redis password (HMAC-SHA256, so it is as random as the password, stays the same across
+redeploys as the password does, and reveals nothing of it) and goes into the ``<app>-redis`` Secret as key
+``gateway-token``. A token given in ``DeployConfig.gateway_token`` is never written anywhere: the containers
+refer to a Secret ``<app>-gateway-token`` (key ``token``) that the operator creates
+(``gateway_secret_command`` says how, without the value).
+
 Names: every object name and label value goes through ``dns_name`` (one place). Labels: the
 ``app.kubernetes.io/*`` set (name, instance, component, part-of, managed-by=edgeflow) everywhere, plus
 ``edgeflow.io/node`` on a node's Pods (``edgeflow.io/group`` on a group's). ``edgeflow clean`` deletes by
@@ -41,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import math
 import re
 from typing import Any, Iterable
@@ -63,6 +75,8 @@ HTTP_PORT, TCP_PORT = DEFAULT_GATEWAY_HTTP_PORT, DEFAULT_GATEWAY_TCP_PORT   # 80
 GPU_RESOURCE = "nvidia.com/gpu"        # what node.toml's [runtime] gpu = true asks for (NVIDIA device plugin)
 NODE_PORT_RANGE = (30000, 32767)       # the API server's default --service-node-port-range
 SECRET_KEY = "password"
+TOKEN_KEY = "gateway-token"            # the generated gateway token's key in the <app>-redis Secret
+GIVEN_TOKEN_KEY = "token"              # the key of the operator's <app>-gateway-token Secret (a given token)
 WORKDIR = "/app"
 
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
@@ -95,6 +109,9 @@ class DeployConfig:
         file: the pipeline file inside the image, relative to WORKDIR (``main.py``).
         pull_policy: imagePullPolicy of the node containers.
         images: node name -> its own image (a node.toml ``[build]`` table's), for the nodes not on ``image``.
+        gateway_token: a gateway token the operator chose (e.g. from $EDGEFLOW_GATEWAY_TOKEN at deploy time):
+            it is never written into a manifest (see the module docstring); None: one derived from the
+            password, carried by the ``<app>-redis`` Secret.
     """
 
     image: str
@@ -103,6 +120,7 @@ class DeployConfig:
     file: str = "main.py"
     pull_policy: str = "IfNotPresent"
     images: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
+    gateway_token: str | None = dataclasses.field(default=None, repr=False)    # never shown
 
 
 # -- names -----------------------------------------------------------------------------------------------
@@ -150,6 +168,27 @@ def selector(app: str) -> str:
 def secret_name(app: str) -> str:
     """The Secret holding the Redis password (``edgeflow deploy`` reuses the one it wrote before)."""
     return dns_name(f"{app}-redis")
+
+
+def gateway_secret_name(app: str) -> str:
+    """The Secret the operator creates for a given gateway token (``DeployConfig.gateway_token``)."""
+    return dns_name(f"{app}-gateway-token")
+
+
+def derived_token(app: str, password: str) -> str:
+    """The generated gateway token: HMAC-SHA256 of the app's name under the Redis password (48 hex digits).
+    Pure: the same password gives the same token, so a redeploy (which keeps the password) keeps it."""
+    return hmac.new(password.encode(), f"edgeflow-gateway-token/1:{app}".encode(),
+                    hashlib.sha256).hexdigest()[:48]
+
+
+def gateway_secret_command(graph: Any, cfg: DeployConfig) -> str | None:
+    """For a given token: the command that creates its Secret, with the value left to the shell
+    (``$EDGEFLOW_GATEWAY_TOKEN``), so printing it shows no secret; None otherwise."""
+    if cfg.gateway_token is None or not any(spec.kind == "gateway" for spec in graph.nodes):
+        return None
+    return (f"kubectl create secret generic {gateway_secret_name(graph.app)} -n {cfg.namespace} "
+            f"--from-literal={GIVEN_TOKEN_KEY}=\"$EDGEFLOW_GATEWAY_TOKEN\"")
 
 
 # -- sizing ----------------------------------------------------------------------------------------------
@@ -275,6 +314,11 @@ class _Names:
             if spec.kind == "gateway":
                 self.gateways[spec.name] = (dns_name(f"{app}-{spec.name}", services),
                                             dns_name(f"{app}-{spec.name}-nodeport", services))
+        # where the containers find the gateway token: (Secret, key); None without a gateway
+        self.token_ref: tuple[str, str] | None = None
+        if self.gateways:
+            self.token_ref = ((self.secret, TOKEN_KEY) if cfg.gateway_token is None
+                              else (gateway_secret_name(app), GIVEN_TOKEN_KEY))
 
 
 def _check_config(graph: Any, cfg: DeployConfig) -> None:
@@ -307,10 +351,14 @@ def namespace(name: str) -> dict[str, Any]:
 
 
 def secret(app: str, names: _Names, cfg: DeployConfig) -> dict[str, Any]:
-    """The Redis password (both instances use it, as DualRedisBroker's data URL defaults to it)."""
+    """The Redis password (both instances use it, as DualRedisBroker's data URL defaults to it), and the
+    generated gateway token when the app has a gateway and no token was given."""
+    data = {SECRET_KEY: cfg.password}
+    if names.token_ref == (names.secret, TOKEN_KEY):
+        data[TOKEN_KEY] = derived_token(app, cfg.password)
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": _meta(names.secret, cfg, labels(app, names.secret, "secret")),
-            "stringData": {SECRET_KEY: cfg.password}}
+            "stringData": data}
 
 
 def config_map(graph: Any, names: _Names, cfg: DeployConfig) -> dict[str, Any]:
@@ -388,6 +436,12 @@ def _node_env(graph: Any, spec: Any, names: _Names, config_keys: Iterable[str]) 
                     "value": "redis://:$(REDIS_PASSWORD)@$(DATA_REDIS_HOST):$(DATA_REDIS_PORT)/0"})
     env += [{"name": "NODE_NAME", "value": spec.name}, {"name": "PYTHONUNBUFFERED", "value": "1"},
             {"name": "HOME", "value": "/tmp"}]
+    if names.token_ref is not None:      # the gateway checks it; every other node sends with it
+        secret_name_, key = names.token_ref
+        env.append({"name": "EDGEFLOW_GATEWAY_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": secret_name_, "key": key}}})
+    if spec.kind == "gateway":           # its Services must reach it; the token above protects it
+        env.append({"name": "EDGEFLOW_BIND", "value": "0.0.0.0"})
     return env
 
 

@@ -5,7 +5,7 @@
 Files, in the order ``kubectl apply -f k8s/`` reads them (by name):
 
     00-namespace.yaml           the Namespace
-    01-secret-<name>.yaml       the Redis password
+    01-secret-<name>.yaml       the Redis password (and the generated gateway token)
     02-configmap-<name>.yaml    broker addresses and the app's identity
     10-<redis>.yaml             a Redis Deployment and its Service (control, then data)
     20-<workload>.yaml          a node's (or a shared-memory group's) Deployment, with its gateway Services
