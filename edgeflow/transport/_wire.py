@@ -30,6 +30,16 @@ much to read (and can refuse an oversized message) before it reads it::
     CLIENT_HELLO header: session (u64), mac_len (u8: 0 or 32), app_len (u8), mac, app (UTF-8)
     ACCEPT: no header.   REJECT header: the reason as ASCII (``oversized``, ``unauthenticated`` ...).
 
+    REJECT may come at any point, then the server closes: instead of SERVER_HELLO when the server is full
+    (``too_many_connections``: refused, or evicted as the oldest connection still in its hello), after the
+    hello (``unauthenticated``, ``timeout``), or between frames (``idle``: an authenticated connection that
+    sent nothing for the server's idle timeout; the sender reconnects when it has a frame). Reasons are
+    open-ended ASCII words: a sender shows an unknown one as it is, so new reasons need no new version.
+
+Limits a FRAME header is checked against before its payload is read (docs/limits.md): a zero-size dtype is
+malformed; an array whose declared ``dtype`` x ``shape`` exceeds the server's ``max_frame_bytes`` is
+``oversized`` even when a codec makes its payload small (that is how an lz4 or PNG bomb is refused).
+
 This module is pure: bytes in, values out. Every malformed input raises ProtocolError with a ``reason`` (the
 short name the server counts rejections under: ``bad_magic``, ``bad_version``, ``malformed``, ...).
 """
@@ -177,8 +187,9 @@ def frame_header(frame_id: int, timestamp: float, kind: int, shape: tuple, topic
     return b"".join((fixed, dims, topic_b, codec_b, dtype_b, meta_b))
 
 
-def parse_frame_header(header: Any, payload_len: int) -> FrameHeader:
-    """Decode and check a FRAME header; for a raw array the payload must be exactly its size."""
+def parse_frame_header(header: Any, payload_len: int, max_bytes: int | None = None) -> FrameHeader:
+    """Decode and check a FRAME header; for a raw array the payload must be exactly its size, and an array's
+    declared size (with or without a codec) at most ``max_bytes`` (``oversized``)."""
     if len(header) < FRAME_FIXED.size:
         raise protocol_error("malformed", f"frame header of {len(header)} bytes")
     frame_id, ts, kind, ndim, topic_len, codec_len, dtype_len, meta_len = FRAME_FIXED.unpack_from(header)
@@ -201,10 +212,16 @@ def parse_frame_header(header: Any, payload_len: int) -> FrameHeader:
     meta = _meta(header, pos, meta_len)
     if codec and (codec not in codecs.CODECS or codec == "raw"):
         raise protocol_error("malformed", f"{topic}: unknown codec {codec[:20]!r}")
-    if kind == KIND_ARRAY and not codec:
-        if max(shape, default=0) >= 1 << 48 or math.prod(shape) * dtype.itemsize != payload_len:
+    if kind == KIND_ARRAY:
+        if dtype.itemsize == 0:
+            raise protocol_error("malformed", f"{topic}: an array of a zero-size dtype ({dtype})")
+        nbytes = math.prod(shape) * dtype.itemsize      # Python ints: no overflow, just a large number
+        if not codec and nbytes != payload_len:
             raise protocol_error("malformed",
-                                 f"{topic}: payload of {payload_len} bytes for {dtype}{list(shape)}")
+                                 f"{topic}: payload of {payload_len} bytes for {dtype}{list(shape)[:8]}")
+        if max_bytes is not None and nbytes > max_bytes:
+            raise protocol_error("oversized", f"{topic}: {dtype}{list(shape)[:8]} is {nbytes} bytes "
+                                              f"decoded; the limit is {max_bytes}")
     if not math.isfinite(ts):
         raise protocol_error("malformed", f"{topic}: timestamp {ts}")
     return FrameHeader(frame_id, ts, kind, tuple(shape), topic, codec, dtype, meta)

@@ -16,6 +16,12 @@ Payload headers of kind ``json`` (plain JSON dicts, what EdgeFlow 0.2 sent befor
 Frame meta is compact JSON of at most MAX_META_BYTES (8 KiB) on every transport (``encode_meta``), so a meta
 that crosses hosts fits shared memory too.
 
+Decoding is bounded before it runs (docs/limits.md): an array's declared ``dtype`` x ``shape`` must be at most
+``max_bytes`` (a zero-size dtype, or a shape whose product is absurd, is refused); lz4 output is capped at the
+declared size (arrays) or ``max_bytes`` (bytes, messages) and never grows past it; a png/jpeg payload's
+dimensions, channels and bit depth are read from its header (PNG IHDR, JPEG SOFn) and must match the declared
+shape before OpenCV decodes anything. A payload over a limit raises ProtocolError with ``reason`` ``oversized``.
+
     >>> header, payload = encode(np.zeros((2, 3), np.uint16))
     >>> header
     {'kind': 'array', 'codec': 'raw', 'dtype': '<u2', 'shape': [2, 3], 'size': 12}
@@ -27,6 +33,8 @@ from __future__ import annotations
 
 import ast
 import json
+import math
+import struct
 from typing import Any
 
 import numpy as np
@@ -35,7 +43,7 @@ from edgeflow.errors import ConfigError, FrameTooLarge, ProtocolError
 from edgeflow.frame import Frame
 
 __all__ = ["CODECS", "check_codec", "encode", "decode", "dtype_code", "dtype_from_code", "encode_meta",
-           "compress", "MAX_META_BYTES"]
+           "compress", "array_nbytes", "png_header", "jpeg_header", "MAX_META_BYTES", "MAX_DECODED_BYTES"]
 
 CODECS = ("raw", "jpeg", "png", "lz4")   #: codec names; None means raw
 KIND_ARRAY, KIND_BYTES, KIND_JSON, KIND_MESSAGE = "array", "bytes", "json", "message"
@@ -43,7 +51,12 @@ MAX_META_BYTES = 8 * 1024                 #: JSON meta limit per frame, the same
 JPEG_QUALITY = 90                         #: default jpeg quality (0-100)
 PNG_LEVEL = 1                             #: default png compression (0-9): fast, most of the gain
 MAX_DTYPE_CODE = 4096                     #: longest dtype description accepted from a peer
+MAX_DECODED_BYTES = 512 * 1024 * 1024     #: default decode limit: the largest payload a transport carries (Redis')
 _MAX_NDIM = 32                            # numpy's own limit
+_LZ4_CHUNK = 4 << 20                      # lz4 output is produced in pieces this large when no size is declared
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: (1,), 2: (3,), 3: (3, 4), 4: (4,), 6: (4,)}    # IHDR colour type -> what OpenCV yields
+_JPEG_MAX_SEGMENTS = 1024                 # segments scanned for the SOF marker before giving up
 
 _dtype_codes: dict[np.dtype, str] = {}
 _dtypes: dict[str, np.dtype] = {}
@@ -169,6 +182,8 @@ def _encode_array(array: np.ndarray, codec: str, quality: int | None) -> tuple[d
     if array.dtype.hasobject:
         raise TypeError(f"arrays of Python objects (dtype {array.dtype}) cannot be sent; use a numeric "
                         "dtype, bytes, or a dict")
+    if array.dtype.itemsize == 0:
+        raise TypeError(f"arrays of a zero-size dtype ({array.dtype}) cannot be sent (receivers refuse them)")
     header = {"kind": KIND_ARRAY, "codec": codec, "dtype": dtype_code(array.dtype),
               "shape": list(array.shape)}
     if codec in ("jpeg", "png"):
@@ -201,29 +216,35 @@ def _encode_image(array: np.ndarray, codec: str, quality: int | None) -> bytes:
     return buf.tobytes()
 
 
-def decode(header: dict, payload: bytes | bytearray | memoryview) -> Any:
+def decode(header: dict, payload: bytes | bytearray | memoryview, *, max_bytes: int | None = None) -> Any:
     """The data ``encode`` was given (an ndarray, bytes, or a dict/list message), from its header and payload.
 
     Raw arrays view ``payload`` without copying (read-only when ``payload`` is bytes; a message's arrays are
     read-only views in any case). jpeg gives back an
     approximation of the image; every other codec the exact values.
 
+    ``max_bytes`` (default MAX_DECODED_BYTES) bounds what decoding may produce: an array's declared size,
+    lz4's output, an image's decoded size. Everything is checked before anything that large is allocated.
+
     Raises:
-        ProtocolError: a malformed header, a payload whose size does not match it, or data the codec
-            cannot read.
+        ProtocolError: a malformed header, a payload whose size does not match it, data the codec cannot
+            read, or a result over ``max_bytes`` (``reason`` ``oversized``).
         ConfigError: an lz4 payload and no lz4 package here.
     """
     if not isinstance(header, dict):
         raise ProtocolError(f"payload header must be a dict, got {type(header).__name__}")
+    limit = MAX_DECODED_BYTES if max_bytes is None else max_bytes
     kind, codec, size = header.get("kind"), header.get("codec", "raw"), header.get("size")
     if codec not in CODECS:
         raise ProtocolError(f"unknown codec {codec!r} in a payload header")
     if size is not None and size != len(payload):
         raise ProtocolError(f"payload is {len(payload)} bytes, its header says {size}")
     if kind == KIND_ARRAY:
-        return _decode_array(header, codec, payload)
+        return _decode_array(header, codec, payload, limit)
     if codec == "lz4":
-        payload = _decompress(payload)
+        payload = _decompress(payload, limit)
+    elif len(payload) > limit:
+        raise oversized(f"a payload of {len(payload)} bytes; the limit is {limit}")
     if kind == KIND_BYTES:
         return payload if isinstance(payload, bytes) else bytes(payload)
     if kind == KIND_MESSAGE:
@@ -237,29 +258,128 @@ def decode(header: dict, payload: bytes | bytearray | memoryview) -> Any:
     raise ProtocolError(f"unknown payload kind {kind!r}")
 
 
-def _decompress(payload: Any) -> bytes:
+def oversized(detail: str) -> ProtocolError:
+    """A ProtocolError for a result over its limit (``reason`` ``oversized``, as the TCP server counts it)."""
+    err = ProtocolError(detail)
+    err.reason = "oversized"
+    return err
+
+
+def array_nbytes(dtype: np.dtype, shape: Any, limit: int) -> int:
+    """The bytes a ``dtype`` x ``shape`` array needs; ProtocolError for a bad shape, a zero-size dtype, or more
+    than ``limit`` bytes (``oversized``). Python ints: a product that would overflow int64 is just large."""
+    if (not isinstance(shape, (list, tuple)) or len(shape) > _MAX_NDIM
+            or not all(type(n) is int and n >= 0 for n in shape)):
+        raise ProtocolError(f"bad array shape {str(shape)[:80]} in a payload header")
+    if dtype.itemsize == 0:
+        raise ProtocolError(f"arrays of a zero-size dtype ({dtype}) are refused")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > limit:
+        raise oversized(f"{dtype}{list(shape)[:8]} is {nbytes} bytes; the limit is {limit}")
+    return nbytes
+
+
+def _decompress(payload: Any, limit: int) -> bytes:
+    """lz4 frame -> bytes, never more than ``limit`` bytes of output (``oversized`` beyond)."""
+    lz4f = _lz4()
     try:
-        return _lz4().decompress(payload)
+        declared = lz4f.get_frame_info(payload)["content_size"]
+        if declared:
+            if declared > limit:
+                raise oversized(f"lz4 payload declares {declared} bytes; the limit is {limit}")
+            # the C library allocates the declared size and fails (frameSize_wrong) rather than grow past it
+            return lz4f.decompress(payload)
+        # no size in the frame header (not an EdgeFlow sender): produce the output piece by piece, capped
+        dec = lz4f.LZ4FrameDecompressor()
+        pieces, total, data = [], 0, payload
+        while True:
+            piece = dec.decompress(data, max_length=min(limit - total + 1, _LZ4_CHUNK))
+            data = b""
+            total += len(piece)
+            if total > limit:
+                raise oversized(f"lz4 payload expands past the limit of {limit} bytes")
+            pieces.append(piece)
+            if dec.eof:
+                return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            if dec.needs_input:
+                raise ProtocolError("lz4 payload is truncated")
     except RuntimeError as exc:                # lz4.frame reports corrupt input as RuntimeError
         raise ProtocolError(f"lz4 payload does not decompress: {exc}") from None
 
 
-def _decode_array(header: dict, codec: str, payload: Any) -> np.ndarray:
+def png_header(payload: Any) -> tuple[int, int, int, int]:
+    """``(width, height, bit_depth, colour_type)`` from a PNG's IHDR chunk; ProtocolError if it is not one."""
+    head = bytes(payload[:33])
+    if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[8:16] != b"\0\0\0\x0dIHDR":
+        raise ProtocolError("png payload has no PNG signature and IHDR chunk")
+    width, height, depth, colour = struct.unpack_from(">IIBB", head, 16)
+    return width, height, depth, colour
+
+
+def jpeg_header(payload: Any) -> tuple[int, int, int, int]:
+    """``(width, height, precision, components)`` from a JPEG's SOFn marker; ProtocolError if none is found
+    among the first segments (bounded: at most _JPEG_MAX_SEGMENTS are skipped)."""
+    view = memoryview(payload).cast("B") if not isinstance(payload, (bytes, bytearray)) else payload
+    n = len(view)
+    if n < 4 or view[0] != 0xFF or view[1] != 0xD8:
+        raise ProtocolError("jpeg payload does not start with a JPEG SOI marker")
+    i = 2
+    for _ in range(_JPEG_MAX_SEGMENTS):
+        if i + 4 > n or view[i] != 0xFF:
+            break
+        marker = view[i + 1]
+        if marker == 0xFF:                      # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:     # stand-alone markers: no length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):              # end of image, start of scan: no frame header came
+            break
+        length = (view[i + 2] << 8) | view[i + 3]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if length < 8 or i + 10 > n:
+                break
+            height = (view[i + 5] << 8) | view[i + 6]
+            width = (view[i + 7] << 8) | view[i + 8]
+            return width, height, view[i + 4], view[i + 9]
+        if length < 2:
+            break
+        i += 2 + length
+    raise ProtocolError("jpeg payload has no readable SOF marker")
+
+
+def _check_image(codec: str, payload: Any, dtype: np.dtype, shape: tuple) -> None:
+    """The image header must promise exactly the declared uint8 H x W (x C) image, before it is decoded."""
+    if dtype != np.uint8 or len(shape) not in (2, 3):
+        raise ProtocolError(f"{codec} payload declared as {dtype}{list(shape)}: images are uint8 H x W (x C)")
+    channels = 1 if len(shape) == 2 else shape[2]
+    if codec == "png":
+        width, height, depth, colour = png_header(payload)
+        ok = depth <= 8 and channels in _PNG_CHANNELS.get(colour, ())
+        what = f"{width}x{height} colour type {colour}, {depth}-bit"
+    else:
+        width, height, precision, components = jpeg_header(payload)
+        ok = precision == 8 and components == channels and channels in (1, 3)
+        what = f"{width}x{height}, {components} components, {precision}-bit"
+    if not ok or (height, width) != tuple(shape[:2]):
+        raise ProtocolError(f"{codec} payload is {what}; the frame declares {list(shape)}")
+
+
+def _decode_array(header: dict, codec: str, payload: Any, limit: int) -> np.ndarray:
     dtype = dtype_from_code(header.get("dtype"))
     shape = header.get("shape")
-    if (not isinstance(shape, list) or len(shape) > _MAX_NDIM
-            or not all(type(n) is int and n >= 0 for n in shape)):
-        raise ProtocolError(f"bad array shape {shape!r} in a payload header")
+    expected = array_nbytes(dtype, shape, limit)
     shape = tuple(shape)
     if codec in ("jpeg", "png"):
+        _check_image(codec, payload, dtype, shape)
         cv2 = _cv2()
         image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED)
-        if image is None or image.size != int(np.prod(shape)) or dtype != np.uint8:
+        if image is None or image.size != math.prod(shape) or image.dtype != np.uint8:
             raise ProtocolError(f"{codec} payload does not decode to a uint8 image of shape {list(shape)}")
         return image.reshape(shape)
     if codec == "lz4":
-        payload = _decompress(payload)
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        payload = _decompress(payload, expected)
     if len(payload) != expected:
         raise ProtocolError(f"array payload is {len(payload)} bytes, {dtype} {list(shape)} needs {expected}")
     if expected == 0:

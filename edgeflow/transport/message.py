@@ -32,7 +32,8 @@ A placeholder is a JSON object with the single key ``"__ef_buf__"``::
             "b" bytes (bytes, bytearray, memoryview), decoded as bytes (a copy).
     dtype   edgeflow.transport.codecs.dtype_code: ``dtype.str`` (``"<f4"``), or ``"D:"`` + the
             ``numpy.lib.format`` description for structured and sub-array dtypes. ``"|u1"`` for bytes.
-    shape   a list of at most 32 non-negative ints (``[]`` for 0-d arrays and scalars).
+    shape   a list of at most 32 non-negative ints (``[]`` for 0-d arrays and scalars). A dtype of zero
+            itemsize (``|V0``) is refused either way: any count of it would be "valid" at 0 bytes.
     offset  from the start of the data area, a multiple of 64.
     nbytes  must equal prod(shape) * itemsize; offset + nbytes <= data_len.
 
@@ -187,6 +188,9 @@ def encode(message: Any, where: str = "message") -> Encoded:
                             "use a numeric, string or structured dtype")
         if array.ndim > MAX_NDIM:
             raise TypeError(f"{where}: an array of {array.ndim} dimensions in a message (limit {MAX_NDIM})")
+        if array.dtype.itemsize == 0:
+            raise TypeError(f"{where}: a message cannot hold arrays of a zero-size dtype ({array.dtype}): "
+                            "receivers refuse them")
         buffers_append(array, kind, codecs.dtype_code(array.dtype), list(array.shape), array.nbytes)
         return {KEY: buffers[-1][2]}
 
@@ -284,6 +288,8 @@ def _buffer(view: memoryview, start: int, data_len: int, entry: Any, where: str)
         raise ProtocolError(f"{where}: bad array shape {str(shape)[:80]}")
     if type(offset) is not int or type(nbytes) is not int or offset < 0 or offset % ALIGN:
         raise ProtocolError(f"{where}: bad buffer offset {offset!r} (a non-negative multiple of {ALIGN})")
+    if dtype.itemsize == 0:                        # any count of nothing: refused rather than bounded
+        raise ProtocolError(f"{where}: a buffer of a zero-size dtype ({dtype})")
     count = math.prod(shape)
     if nbytes != count * dtype.itemsize or offset + nbytes > data_len:
         raise ProtocolError(f"{where}: a buffer of {nbytes} bytes at {offset} for {dtype}{shape}: does not "
@@ -295,9 +301,7 @@ def _buffer(view: memoryview, start: int, data_len: int, entry: Any, where: str)
         return bytes(view[pos:pos + nbytes])
     if kind == "s" and shape:
         raise ProtocolError(f"{where}: a scalar buffer must have shape []")
-    if nbytes == 0:
-        if count > 1 << 32:
-            raise ProtocolError(f"{where}: {count} elements of a zero-size dtype")
+    if nbytes == 0:                                # an empty array (a 0 in its shape)
         array = np.empty(shape, dtype)
     else:
         array = np.frombuffer(view, dtype, count=count, offset=pos).reshape(shape)
