@@ -31,7 +31,14 @@ log = logging.getLogger("edgeflow.transport.tcp")
 DEFAULT_MAX_FRAME_BYTES = 64 << 20
 MIN_RECV_RATE = 1 << 20            # bytes/s a peer must keep up within a message (else: slowloris)
 REJECT_REASONS = ("bad_magic", "bad_version", "malformed", "oversized", "unauthenticated", "timeout",
-                  "too_many_connections", "bad_codec")
+                  "too_many_connections", "bad_codec", "idle")
+# what a sender says for a REJECT reason (an unknown reason is shown as it is)
+REJECT_TEXT = {"too_many_connections": "too many connections (the gateway is full)",
+               "unauthenticated": "unauthenticated (wrong or missing token)",
+               "oversized": "oversized (a frame over the gateway's limit)",
+               "timeout": "timeout (the hello or a message came too slowly)",
+               "idle": "idle (nothing sent for the gateway's idle timeout)"}
+BUSY_BACKOFF = 0.5                 # seconds a sender waits at least after "too many connections"
 _SCRATCH_BYTES = 128 * 1024        # per connection: prefixes, headers (<= 64 KiB), small payloads
 _SPARE_BUFFERS = 2
 _DIRECT_BYTES = 64 * 1024          # payloads this large are read straight into their buffer, no scratch copy

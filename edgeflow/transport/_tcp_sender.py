@@ -26,8 +26,20 @@ from edgeflow.qos import QoS
 from edgeflow.transport import _wire, codecs, message
 from edgeflow.transport.backoff import Backoff, RetrySchedule
 from edgeflow.transport._tcp_common import (  # noqa: F401
-    DEFAULT_MAX_FRAME_BYTES, MIN_RECV_RATE, REJECT_REASONS, _SCRATCH_BYTES, _SPARE_BUFFERS, _DIRECT_BYTES, _REALTIME_ONLY,
-    _Interrupted, _Stalled, _token_bytes, log)
+    BUSY_BACKOFF, DEFAULT_MAX_FRAME_BYTES, MIN_RECV_RATE, REJECT_REASONS, REJECT_TEXT, _SCRATCH_BYTES, _SPARE_BUFFERS,
+    _DIRECT_BYTES, _REALTIME_ONLY, _Interrupted, _Stalled, _token_bytes, log)
+
+
+class _Refused(ConnectionRefusedError):
+    """The gateway sent REJECT: ``reason`` is its word for why (``too_many_connections``, ...)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"gateway refused the connection: {REJECT_TEXT.get(reason, reason)}")
+
+
+def _reject_reason(header: Any) -> str:
+    return bytes(header).decode("ascii", errors="replace")[:200]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +103,8 @@ class _SenderCore:
         self.counts = dict(published=0, sent=0, dropped=0, too_large=0, encode_errors=0, bytes_sent=0,
                            connects=0, connect_failures=0)
         self.last_error: str | None = None
+        self.last_reason: str | None = None   # the gateway's REJECT reason of the last failed attempt
+        self.busy = False                     # the last attempt was refused with too_many_connections
         self.thread_done = False
         self.orphaned = False             # TcpSender collected unclosed: the thread closes the wake pair
         self.wake_r, self.wake_w = socket.socketpair()
@@ -219,7 +233,11 @@ class _SenderCore:
                 if not has_work:
                     self.wait_idle(None)
                 elif not self.connect():
-                    self.sleep(self.retry.failed(time.monotonic()) - time.monotonic())
+                    now = time.monotonic()
+                    delay = self.retry.failed(now) - now
+                    if self.busy:                 # a full gateway: give it at least BUSY_BACKOFF
+                        delay = max(delay, BUSY_BACKOFF)
+                    self.sleep(delay)
                 continue
             if self.peer_spoke():                 # EOF or a REJECT while idle: reconnect before sending
                 continue
@@ -287,10 +305,13 @@ class _SenderCore:
     def connect(self) -> bool:
         """One attempt: TCP connect, hello, authentication. True when the gateway accepted us."""
         sock = None
+        self.busy = False
         try:
             sock = self.open_socket()
             deadline = time.monotonic() + self.connect_timeout
             kind, header = self.recv_message(sock, deadline)
+            if kind == _wire.REJECT:              # a full gateway answers REJECT instead of its hello
+                raise _Refused(_reject_reason(header))
             if kind != _wire.HELLO_S:
                 raise _wire.protocol_error("malformed", f"expected the server hello, got message kind {kind}")
             nonce, _auth_required, max_frame_bytes = _wire.parse_server_hello(header)
@@ -298,18 +319,23 @@ class _SenderCore:
             self.send_all(sock, [_wire.client_hello(self.session, self.app, mac)])
             kind, header = self.recv_message(sock, deadline)
             if kind == _wire.REJECT:
-                raise ConnectionRefusedError(f"gateway rejected us: {bytes(header).decode(errors='replace')}")
+                raise _Refused(_reject_reason(header))
             if kind != _wire.ACCEPT:
                 raise _wire.protocol_error("malformed", f"expected accept, got message kind {kind}")
         except (OSError, ProtocolError, TimeoutError) as exc:
             if sock is not None:
                 sock.close()
+            reason = getattr(exc, "reason", None) if isinstance(exc, _Refused) else None
             with self.cond:
                 self.counts["connect_failures"] += 1
                 first = self.retry.failures == 0
+                changed = reason != self.last_reason
                 self.last_error = str(exc) or type(exc).__name__
-            (log.warning if first else log.debug)("%s: cannot connect (%s); retrying with back-off",
-                                                  self.where, self.last_error)
+                self.last_reason = reason
+            self.busy = reason == "too_many_connections"
+            # one line per new reason (and the first failure); repeats of it go to debug
+            (log.warning if first or changed else log.debug)("%s: cannot connect (%s); retrying with "
+                                                             "back-off", self.where, self.last_error)
             return False
         sock.setblocking(True)            # frames: one blocking sendmsg each, bounded by SO_SNDTIMEO
         seconds = max(self.stall_timeout, 0.001)
@@ -318,7 +344,7 @@ class _SenderCore:
         with self.cond:
             self.sock, self.server_max = sock, max_frame_bytes
             self.counts["connects"] += 1
-            self.last_error = None
+            self.last_error = self.last_reason = None
             self.cond.notify_all()
         self.retry.succeeded()
         log.info("%s: connected (session %016x)", self.where, self.session)
@@ -405,7 +431,15 @@ class _SenderCore:
             return True
         reason = "the gateway closed the connection"
         if len(data) > _wire.PREFIX_BYTES and data[:4] == _wire.MAGIC and data[5] == _wire.REJECT:
-            reason = f"gateway rejected us: {data[_wire.PREFIX_BYTES:].decode(errors='replace')}"
+            word = _reject_reason(data[_wire.PREFIX_BYTES:])
+            reason = f"gateway closed the connection: {REJECT_TEXT.get(word, word)}"
+            if word == "idle":                # expected after a pause: reconnect quietly, the frame is not lost
+                with self.cond:
+                    sock, self.sock = self.sock, None
+                    self.cond.notify_all()
+                sock.close()
+                log.info("%s: %s; reconnecting", self.where, reason)
+                return True
         self.disconnect(reason)
         return True
 
@@ -417,8 +451,9 @@ class _SenderCore:
                                                 f"{self.codec!r}: {exc}")
             return
         try:
-            if self.server_max is not None and len(payload) > self.server_max:
-                self.discard(item, "too_large", f"frame {item.frame_id} is {len(payload)} bytes; the gateway "
+            size = max(len(payload), len(item.payload))      # on the wire, and decoded (the gateway checks both)
+            if self.server_max is not None and size > self.server_max:
+                self.discard(item, "too_large", f"frame {item.frame_id} is {size} bytes; the gateway "
                                                 f"accepts at most {self.server_max}")
                 return
             self.send_all(self.sock, [_wire.message(_wire.FRAME, header, len(payload)), payload])
@@ -498,9 +533,10 @@ class TcpLoan:
         self._sender = sender
         self.dtype = np.dtype(dtype)
         self.shape = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
-        if self.dtype.hasobject or len(self.shape) > _wire.MAX_NDIM or min(self.shape, default=0) < 0:
-            raise ValueError(f"{sender.topic}: cannot loan {self.dtype}{list(self.shape)} (object dtype, "
-                             f"more than {_wire.MAX_NDIM} dimensions or a negative one)")
+        if (self.dtype.hasobject or self.dtype.itemsize == 0 or len(self.shape) > _wire.MAX_NDIM
+                or min(self.shape, default=0) < 0):
+            raise ValueError(f"{sender.topic}: cannot loan {self.dtype}{list(self.shape)} (object or zero-size "
+                             f"dtype, more than {_wire.MAX_NDIM} dimensions or a negative one)")
         self._meta = _wire.encode_meta(sender.topic, meta)
         nbytes = math.prod(self.shape) * self.dtype.itemsize
         core = sender._core_or_raise()
@@ -560,6 +596,14 @@ class TcpSender:
         backoff: (first, longest) delay in seconds between failed attempts, doubled each failure with up to
             50 % jitter; or an edgeflow.transport.backoff.Backoff.
 
+    Limits (docs/limits.md): the gateway's ``max_frame_bytes`` (learnt from its hello) bounds both the payload
+    on the wire and the frame's decoded size, whatever the codec: a larger frame raises FrameTooLarge at
+    publish once the limit is known, or is dropped and counted as ``too_large``. A gateway that is full
+    answers REJECT ``too_many_connections``: the sender logs one line ("gateway refused the connection: too
+    many connections"), keeps it in ``statistics().last_error`` and retries with back-off, waiting at least
+    0.5 s each time. A gateway that closes the connection as ``idle`` is reconnected to when the next frame
+    comes (nothing is lost). Arrays of a zero-size dtype cannot be sent (TypeError).
+
     Raises:
         ConfigError: a bad topic, app, port, token or codec.
 
@@ -617,6 +661,9 @@ class TcpSender:
                                 "sent; use a numeric dtype, bytes, or JSON in meta")
             if data.ndim > _wire.MAX_NDIM:
                 raise ValueError(f"{self.topic}: {data.ndim} dimensions, the limit is {_wire.MAX_NDIM}")
+            if data.dtype.itemsize == 0:
+                raise TypeError(f"{self.topic}: arrays of a zero-size dtype ({data.dtype}) cannot be sent "
+                                "(the gateway refuses them)")
             self._check_size(core, data.nbytes)
             buf, pooled = core.buffer(data.nbytes)
             if data.nbytes:
@@ -643,8 +690,8 @@ class TcpSender:
         return TcpLoan(self, shape, dtype, timestamp, meta)
 
     def _check_size(self, core: _SenderCore, nbytes: int) -> None:
-        limit = core.server_max
-        if limit is not None and nbytes > limit and core.codec == "raw":
+        limit = core.server_max                 # bounds the decoded size too: a codec does not get around it
+        if limit is not None and nbytes > limit:
             raise FrameTooLarge(f"{self.topic}: frame of {nbytes} bytes; the gateway at "
                                 f"{self.host}:{self.port} accepts at most {limit}")
 

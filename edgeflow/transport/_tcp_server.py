@@ -29,167 +29,13 @@ from edgeflow.transport.backoff import Backoff, RetrySchedule
 from edgeflow.transport._tcp_common import (  # noqa: F401
     DEFAULT_MAX_FRAME_BYTES, MIN_RECV_RATE, REJECT_REASONS, _SCRATCH_BYTES, _SPARE_BUFFERS, _DIRECT_BYTES, _REALTIME_ONLY,
     _Interrupted, _Stalled, _token_bytes, log)
+from edgeflow.transport._tcp_subscriber import TcpSubscriber, TcpSubscriberStats  # noqa: F401
+from edgeflow.transport._tcp_limits import (
+    DEFAULT_DECODE_WORKERS, DEFAULT_HELLO_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PER_ADDRESS, DEFAULT_MAX_TOPICS,
+    DEFAULT_MAX_UNAUTHENTICATED, DEFAULT_TOPIC_IDLE, ConnectionSlots, DecodePool, TopicTable)
 
 STOP_TIMEOUT = 10.0                    # seconds close() waits for the server's loop thread to end
-
-
-@dataclasses.dataclass(frozen=True)
-class TcpSubscriberStats:
-    """Snapshot of a TcpSubscriber: frames received, and frames replaced by a newer one unread (drops)."""
-    topic: str
-    received: int
-    drops: int
-
-
-class TcpSubscriber:
-    """The frames a TcpServer receives for one topic, REALTIME: ``recv`` gives the newest frame not taken yet.
-
-    Made by ``TcpServer.subscriber(topic)``; several may watch one topic (each gets every frame). Frame ids
-    strictly increase per sender; a frame older than one already delivered for the topic is discarded.
-    ``frame.data`` is a read-only array owned by the frame (nothing is pinned); ``frame.copy()`` makes it
-    writable. Closed by ``close()`` or by closing its server.
-    """
-
-    SUPPORTED_QOS = _REALTIME_ONLY
-    qos = QoS.REALTIME
-
-    def __init__(self, core: "_ServerCore", topic: str) -> None:
-        self.topic = topic
-        self._core = core
-        self._lock = threading.Lock()     # guards the fields below
-        self._frame: Frame | None = None
-        self._bells: list = []            # one locked lock per blocked recv; released to wake it
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
-        self._received = self._drops = 0
-        self._closed = False
-
-    def _put(self, frame: Frame) -> None:
-        """From the server's loop: make ``frame`` the newest; wake whoever waits."""
-        with self._lock:
-            if self._closed:
-                return
-            if self._frame is not None:
-                self._drops += 1
-            self._frame = frame
-            bells, self._bells = self._bells, []
-            waiters, self._waiters = self._waiters, []
-        self._wake(bells, waiters)
-
-    @staticmethod
-    def _wake(bells: list, waiters: list) -> None:
-        # outside the lock (unlike Condition.notify): the woken thread does not block on it again at once,
-        # which costs a context switch per frame when the loop and the consumer share few cores
-        for bell in bells:
-            bell.release()
-        _wake_all(waiters)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedResourceError(f"{self.topic}: subscriber is closed")
-
-    def _take(self) -> Frame | None:
-        """The newest frame, or None (caller holds the lock)."""
-        self._check_open()
-        frame, self._frame = self._frame, None
-        if frame is not None:
-            self._received += 1
-        return frame
-
-    def recv_nowait(self) -> Frame | None:
-        """The newest frame not received yet, or None. Never blocks."""
-        with self._lock:
-            return self._take()
-
-    def recv(self, timeout: float | None = None) -> Frame:
-        """Wait at most ``timeout`` seconds (None: forever) for a frame newer than the last one received.
-
-        Raises:
-            ReceiveTimeout: nothing arrived in time (a TimeoutError).
-            ClosedResourceError: the subscriber or its server was closed.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._lock:
-                frame = self._take()
-                if frame is not None:
-                    return frame
-                remaining = -1 if deadline is None else deadline - time.monotonic()
-                if deadline is not None and remaining <= 0:
-                    raise ReceiveTimeout(f"{self.topic}: nothing received within {timeout:g} s")
-                bell = threading.Lock()
-                bell.acquire()
-                self._bells.append(bell)
-            if not bell.acquire(timeout=remaining):
-                with self._lock:
-                    if bell in self._bells:
-                        self._bells.remove(bell)
-
-    async def arecv(self, timeout: float | None = None) -> Frame:
-        """``recv`` for asyncio (any loop, uvloop included): awaits a wake-up, never blocks the loop."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            frame = self.recv_nowait()
-            if frame is not None:
-                return frame
-            fut = loop.create_future()
-            with self._lock:
-                if self._frame is not None or self._closed:
-                    continue
-                self._waiters.append((loop, fut))
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                await asyncio.wait_for(fut, remaining)
-            except asyncio.TimeoutError:
-                raise ReceiveTimeout(f"{self.topic}: nothing received within {timeout:g} s") from None
-            finally:
-                with self._lock:
-                    if (loop, fut) in self._waiters:
-                        self._waiters.remove((loop, fut))
-
-    def statistics(self) -> TcpSubscriberStats:
-        """A snapshot: frames received and drops."""
-        with self._lock:
-            self._check_open()
-            return TcpSubscriberStats(self.topic, self._received, self._drops)
-
-    def is_closed(self) -> bool:
-        """True after close() (or after the server closed)."""
-        return self._closed
-
-    def close(self) -> None:
-        """Stop receiving; a recv waiting in another thread raises ClosedResourceError. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._frame = None
-            bells, self._bells = self._bells, []
-            waiters, self._waiters = self._waiters, []
-        self._wake(bells, waiters)
-        self._core.unsubscribe(self)
-
-    def __enter__(self) -> "TcpSubscriber":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<TcpSubscriber {self.topic}{' closed' if self._closed else ''}>"
-
-
-def _wake_all(waiters: list) -> None:
-    for loop, fut in waiters:
-        try:
-            loop.call_soon_threadsafe(_set_done, fut)
-        except RuntimeError:              # that loop is closed: nobody is waiting any more
-            pass
-
-
-def _set_done(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
+_INLINE_MESSAGE_HEADER = 64 * 1024     # a raw message whose JSON header is larger is parsed off the loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +45,10 @@ class TcpServerStats:
     ``connections`` open now; ``accepted`` ever; ``authenticated`` passed the hello. ``frames``/``bytes``
     delivered; ``stale`` frames discarded as older than one delivered; ``incomplete`` connections that ended
     mid-message; ``rejected`` connections closed by the server, per reason (see REJECT_REASONS).
+    ``unauthenticated`` connections still in their hello now; ``evicted`` of them closed to make room (also
+    counted under ``rejected["too_many_connections"]``). ``topics`` in the per-topic table now;
+    ``topics_refused`` frames dropped because the table was full of active topics; ``topics_forgotten``
+    topics dropped from it after ``topic_idle``. ``decoding``: codec payloads being decoded or waiting.
     """
     host: str
     port: int
@@ -211,6 +61,12 @@ class TcpServerStats:
     incomplete: int
     callback_errors: int
     rejected: dict
+    unauthenticated: int = 0
+    evicted: int = 0
+    topics: int = 0
+    topics_refused: int = 0
+    topics_forgotten: int = 0
+    decoding: int = 0
 
 
 _HELLO, _READY, _CLOSED = "hello", "ready", "closed"
@@ -232,23 +88,32 @@ class _Connection(asyncio.BufferedProtocol):
         self.header: _wire.FrameHeader | None = None
         self.state = _HELLO
         self.nonce = secrets.token_bytes(_wire.NONCE_BYTES)
-        self.deadline: float | None = time.monotonic() + core.read_timeout     # the hello must come by then
+        self.deadline: float | None = time.monotonic() + core.hello_timeout    # the hello must come by then
         self.session = 0
         self.peer: Any = None
+        self.address: Any = None
+        self.active = core.now              # the sweep's clock when this connection last read something
+        self.decoding = False               # a frame of this connection is in the decode pool: reading paused
         self.lost = core.loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
+        self.address = self.peer[0] if isinstance(self.peer, tuple) and self.peer else self.peer
         core = self.core
         core.conns.add(self)
         core.counts["accepted"] += 1
         if core.stopping:
             self.close()
             return
-        if len(core.conns) > core.max_connections:
-            self.reject("too_many_connections", f"{len(core.conns) - 1} connections open already")
+        refusal, evict = core.slots.admit(self, self.address)
+        if refusal is not None:             # REJECT instead of the server hello: the sender says why and backs off
+            self.reject("too_many_connections", refusal)
             return
+        for victim in evict:                # the oldest still in their hello make room (docs/limits.md)
+            core.counts["evicted"] += 1
+            victim.reject("too_many_connections", "evicted (the oldest connection still in its hello) to make "
+                                                  "room for a new one")
         sock = transport.get_extra_info("socket")
         try:                              # a peer that vanished (power cut) is noticed within ~1 min
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -269,6 +134,7 @@ class _Connection(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self.state is _CLOSED:
             return
+        self.active = self.core.now
         try:
             if self.payload_view is not None:
                 self.payload_pos += nbytes
@@ -300,14 +166,15 @@ class _Connection(asyncio.BufferedProtocol):
                     self.hello(bytes(buf[start:end]))
                     pos, completed = end, True
                     continue
-                header = _wire.parse_frame_header(self.view[start:end], payload_len)
+                header = _wire.parse_frame_header(self.view[start:end], payload_len, self.core.max_frame_bytes)
                 payload = np.empty(payload_len, np.uint8)
                 have = min(payload_len, filled - end)
                 if have:
                     payload[:have] = np.frombuffer(buf, np.uint8, have, end)
                 if have == payload_len:
                     pos, completed, self.want = end + payload_len, True, 0
-                    self.deliver(header, payload)
+                    if not self.deliver(header, payload):
+                        break                 # decoding off the loop: the rest waits in scratch, unread
                     continue
                 # the next message is likely alike: read its prefix and header alone (see get_buffer)
                 self.want = end - pos if payload_len >= _DIRECT_BYTES else 0
@@ -347,19 +214,57 @@ class _Connection(asyncio.BufferedProtocol):
                                                                              app)):
             raise _wire.protocol_error("unauthenticated", f"app {app!r}: wrong or missing token")
         self.session, self.state, self.deadline = session, _READY, None
+        self.core.slots.authenticated(self)
         self.core.counts["authenticated"] += 1
         self.transport.write(_wire.message(_wire.ACCEPT))
         log.debug("tcp server :%d: %s (app %s, session %016x) accepted", self.core.port, self.peer, app,
                   session)
 
-    def deliver(self, header: _wire.FrameHeader, payload: np.ndarray) -> None:
+    def deliver(self, header: _wire.FrameHeader, payload: np.ndarray) -> bool:
+        """Decode and dispatch a complete frame. True when done; False when its decoding went to the pool
+        (codecs, large messages): reading pauses until ``decoded`` resumes it, so frames stay in order and
+        one connection has at most one frame waiting (the pool's back-pressure)."""
+        core = self.core
+        info = _wire.payload_header(header, payload.nbytes)
+        if header.codec or (header.kind == _wire.KIND_MESSAGE and payload.nbytes >= 12
+                            and int.from_bytes(payload[8:12], "little") > _INLINE_MESSAGE_HEADER):
+            self.decoding, self.deadline = True, None
+            self.transport.pause_reading()
+            core.pool.submit(lambda: codecs.decode(info, payload, max_bytes=core.max_frame_bytes),
+                             lambda data, exc: self.decoded(header, payload.nbytes, data, exc))
+            return False
         try:
-            data = codecs.decode(_wire.payload_header(header, payload.nbytes), payload)
+            data = codecs.decode(info, payload, max_bytes=core.max_frame_bytes)
         except (ProtocolError, ConfigError) as exc:   # ConfigError: e.g. lz4 is not installed on this side
-            raise _wire.protocol_error("bad_codec", f"{header.topic}: {exc}") from None
+            raise _wire.protocol_error(getattr(exc, "reason", "bad_codec"), f"{header.topic}: {exc}") from None
+        self.finish(header, data, payload.nbytes)
+        return True
+
+    def finish(self, header: _wire.FrameHeader, data: Any, nbytes: int) -> None:
         if isinstance(data, np.ndarray):
             data.flags.writeable = False          # subscribers and on_frame share it
-        self.core.dispatch(header, data, self.session, payload.nbytes)
+        self.core.dispatch(header, data, self.session, nbytes)
+
+    def decoded(self, header: _wire.FrameHeader, nbytes: int, data: Any, exc: BaseException | None) -> None:
+        """On the loop, when the pool decoded this connection's frame: dispatch it, read on."""
+        self.decoding = False
+        if self.core.stopping:
+            return
+        if exc is not None:
+            reason = getattr(exc, "reason", "bad_codec") if isinstance(exc, ProtocolError) else "bad_codec"
+            if not isinstance(exc, (ProtocolError, ConfigError)):     # e.g. cv2.error, MemoryError: say what
+                log.debug("tcp server :%d: decoding %s failed", self.core.port, header.topic, exc_info=exc)
+            self.reject(reason, f"{header.topic}: {exc}")
+            return
+        self.finish(header, data, nbytes)
+        if self.state is _CLOSED:
+            return
+        self.active = self.core.now
+        self.transport.resume_reading()
+        try:
+            self.process()                        # what arrived behind the frame waited in scratch
+        except ProtocolError as exc:
+            self.reject(getattr(exc, "reason", "malformed"), str(exc))
 
     def reject(self, reason: str, detail: str) -> None:
         """Count, tell the peer why, and close this connection (only this one)."""
@@ -372,18 +277,28 @@ class _Connection(asyncio.BufferedProtocol):
     def close(self) -> None:
         self.state = _CLOSED
         self.payload = self.payload_view = self.header = None
+        self.core.slots.release(self, self.address)
         self.transport.close()
 
     def check_deadline(self, now: float) -> None:
-        if self.state is not _CLOSED and self.deadline is not None and now > self.deadline:
-            what = "hello" if self.state is _HELLO else "message"
-            self.reject("timeout", f"{what} not complete within {self.core.read_timeout:g} s")
+        """From the sweep: close a connection whose hello or message is overdue, or that sat idle too long."""
+        if self.state is _CLOSED or self.decoding:
+            return
+        if self.deadline is not None and now > self.deadline:
+            if self.state is _HELLO:
+                self.reject("timeout", f"hello not complete within {self.core.hello_timeout:g} s")
+            else:
+                self.reject("timeout", f"message not complete within {self.core.read_timeout:g} s")
+        elif (self.state is _READY and self.deadline is None and not self.filled
+              and now - self.active > self.core.idle_timeout):
+            self.reject("idle", f"nothing received for {self.core.idle_timeout:g} s")
 
     def eof_received(self) -> bool:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.core.conns.discard(self)
+        self.core.slots.release(self, self.address)
         if self.state is not _CLOSED and (self.payload is not None or self.filled):
             self.core.counts["incomplete"] += 1
         self.state = _CLOSED
@@ -396,18 +311,23 @@ class _ServerCore:
     """The state of a TcpServer, shared with its loop and connections (the TcpServer object itself is not)."""
 
     def __init__(self, sock: socket.socket, host: str, token: bytes | None, max_frame_bytes: int,
-                 read_timeout: float, max_connections: int) -> None:
+                 read_timeout: float, max_connections: int, limits: dict) -> None:
         self.sock: socket.socket | None = sock
         self.host, self.port = host, sock.getsockname()[1]
         self.token, self.max_frame_bytes = token, max_frame_bytes
         self.read_timeout, self.max_connections = read_timeout, max_connections
+        self.hello_timeout = min(limits["hello_timeout"], read_timeout)
+        self.idle_timeout, self.decode_workers = limits["idle_timeout"], limits["decode_workers"]
+        self.slots = ConnectionSlots(max_connections, limits["max_unauthenticated"], limits["max_per_address"])
+        self.topics = TopicTable(limits["max_topics"], limits["topic_idle"])   # topic -> last (session, fid)
+        self.pool: DecodePool | None = None
+        self.now = time.monotonic()         # the sweep's clock: idle and topic ages (no syscall per frame)
         self.lock = threading.Lock()
         self.subs: dict[str, tuple[TcpSubscriber, ...]] = {}
-        self.last: dict[str, tuple[int, int]] = {}          # topic -> (session, frame_id) delivered last
         self.on_frame: Callable[[Frame], Any] | None = None
         self.conns: set[_Connection] = set()
         self.counts = dict(accepted=0, authenticated=0, frames=0, bytes=0, stale=0, incomplete=0,
-                           callback_errors=0)
+                           callback_errors=0, evicted=0)
         self.rejected: dict[str, int] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread: int | None = None
@@ -428,6 +348,7 @@ class _ServerCore:
             if self.loop is not None:
                 raise ConfigError(f"tcp server :{self.port} is serving already")
             self.loop, self.loop_thread, self.stop_event = loop, threading.get_ident(), asyncio.Event()
+            self.pool = DecodePool(loop, self.decode_workers)
         try:
             self.aserver = await loop.create_server(lambda: _Connection(self), sock=self.sock)
             self.sock = None                  # the asyncio server owns (and closes) it now
@@ -458,12 +379,14 @@ class _ServerCore:
                 self.stopped.set()
 
     def sweep(self) -> None:
-        """Close connections whose hello or current message is overdue (slowloris, half-open peers)."""
-        now = time.monotonic()
+        """Close connections whose hello or current message is overdue (slowloris, half-open peers) or that
+        sat idle too long; forget idle topics. Also advances the coarse clock the per-frame code reads."""
+        now = self.now = time.monotonic()
         for conn in list(self.conns):
             conn.check_deadline(now)
-        interval = min(1.0, max(0.02, self.read_timeout / 4))
-        self.sweeper = self.loop.call_later(interval, self.sweep)
+        self.topics.expire(now)
+        shortest = min(self.read_timeout, self.hello_timeout, self.idle_timeout, self.topics.idle)
+        self.sweeper = self.loop.call_later(min(1.0, max(0.02, shortest / 4)), self.sweep)
 
     def request_stop(self) -> None:
         if self.stop_event is not None:
@@ -480,6 +403,8 @@ class _ServerCore:
             self.sock = None
         if self.sweeper is not None:
             self.sweeper.cancel()
+        if self.pool is not None:
+            self.pool.close()
         for conn in list(self.conns):
             if conn.state is not _CLOSED:
                 conn.close()
@@ -515,11 +440,16 @@ class _ServerCore:
     # frames ---------------------------------------------------------------------------------------------
     def dispatch(self, header: _wire.FrameHeader, data: Any, session: int, nbytes: int) -> None:
         topic, fid = header.topic, header.frame_id
-        last = self.last.get(topic)
-        if last is not None and last[0] == session and fid <= last[1]:
-            self.counts["stale"] += 1     # e.g. the tail of a dead connection after its sender reconnected
+        verdict = self.topics.admit(topic, session, fid, self.now)
+        if verdict is not TopicTable.OK:
+            if verdict is TopicTable.STALE:
+                self.counts["stale"] += 1
+                return
+            n = self.topics.refused       # the table is full of topics active within topic_idle
+            if n & (n - 1) == 0:
+                log.warning("tcp server :%d: %s: frame dropped, %d topics active already (max_topics; %d "
+                            "dropped so far)", self.port, topic, len(self.topics), n)
             return
-        self.last[topic] = (session, fid)
         self.counts["frames"] += 1
         self.counts["bytes"] += nbytes
         callback = self.on_frame           # first: a subscriber that has frame N knows on_frame saw it
@@ -568,7 +498,9 @@ class _ServerCore:
         c = self.counts
         return TcpServerStats(self.host, self.port, len(self.conns), c["accepted"], c["authenticated"],
                               c["frames"], c["bytes"], c["stale"], c["incomplete"], c["callback_errors"],
-                              dict(self.rejected))
+                              dict(self.rejected), len(self.slots.unauth), c["evicted"], len(self.topics),
+                              self.topics.refused, self.topics.forgotten,
+                              self.pool.pending() if self.pool is not None else 0)
 
 
 class TcpServer:
@@ -583,11 +515,29 @@ class TcpServer:
         host, port: where to listen (port 0: any free port, read it from ``.port``).
         token: a shared secret (str or bytes): senders must prove they know it (HMAC over a nonce); None
             accepts any sender.
-        max_frame_bytes: larger payloads are refused (the connection gets REJECT ``oversized`` and is closed).
-        read_timeout: seconds a connection may take for its hello, and for any message once its first byte
-            came (plus 1 s per MiB of payload); slower peers are closed (``timeout``). Idle connections are
-            fine.
-        max_connections: connections beyond this are refused (``too_many_connections``).
+        max_frame_bytes: larger payloads are refused (the connection gets REJECT ``oversized`` and is closed);
+            so is an array whose declared dtype x shape is larger, whatever its codec: lz4 output and decoded
+            images never exceed it (bombs are refused before anything is allocated).
+        read_timeout: seconds a connection may take for any message once its first byte came (plus 1 s per
+            MiB of payload); slower peers are closed (``timeout``).
+        max_connections: connections open at once. When full, the oldest connection still in its hello is
+            evicted for a new one; only when all are authenticated is the new one refused. Both get REJECT
+            ``too_many_connections`` (a TcpSender reports it as such and backs off).
+        hello_timeout: seconds from connect to a complete, authenticated hello (at most ``read_timeout``);
+            later: REJECT ``timeout``.
+        max_unauthenticated: connections still in their hello at once; one more evicts the oldest of them.
+        max_per_address: connections from one IP address; one more is refused (``too_many_connections``).
+        idle_timeout: seconds an authenticated connection may send nothing; then REJECT ``idle`` and closed
+            (a TcpSender reconnects when it next has a frame).
+        max_topics: topics the server keeps per-topic state for (the last frame id, for the order check). A
+            frame for a new topic while all are active within ``topic_idle`` is dropped and counted
+            (``topics_refused``); the connection stays.
+        topic_idle: seconds without a frame after which a topic's state is forgotten.
+        decode_workers: threads that decode lz4/png/jpeg payloads (and messages with a JSON header over 64
+            KiB) off the event loop; a connection whose frame waits for them is not read meanwhile.
+
+    Every limit, its default and what happens beyond it: docs/limits.md. Raw frames are decoded on the loop
+    (a zero-copy view); the bounds cost O(1) per frame.
 
     Raises:
         ConfigError: the port is in use (or cannot be listened on), or a bad option.
@@ -602,19 +552,31 @@ class TcpServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, token: str | bytes | None = None,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, read_timeout: float = 10.0,
-                 max_connections: int = 256) -> None:
+                 max_connections: int = 256, hello_timeout: float = DEFAULT_HELLO_TIMEOUT,
+                 max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED,
+                 max_per_address: int = DEFAULT_MAX_PER_ADDRESS, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+                 max_topics: int = DEFAULT_MAX_TOPICS, topic_idle: float = DEFAULT_TOPIC_IDLE,
+                 decode_workers: int = DEFAULT_DECODE_WORKERS) -> None:
         self._core: _ServerCore | None = None
         if not isinstance(max_frame_bytes, int) or max_frame_bytes < 0:
             raise ConfigError(f"tcp server: max_frame_bytes={max_frame_bytes!r} must be a non-negative int")
         if not read_timeout > 0 or not (isinstance(max_connections, int) and max_connections > 0):
             raise ConfigError("tcp server: read_timeout and max_connections must be positive")
+        limits = dict(hello_timeout=hello_timeout, max_unauthenticated=max_unauthenticated,
+                      max_per_address=max_per_address, idle_timeout=idle_timeout, max_topics=max_topics,
+                      topic_idle=topic_idle, decode_workers=decode_workers)
+        for name, value in limits.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or (
+                    name.startswith(("max_", "decode_")) and not isinstance(value, int)):
+                raise ConfigError(f"tcp server: {name}={value!r} must be a positive "
+                                  f"{'int' if name.startswith(('max_', 'decode_')) else 'number'}")
         token_b = _token_bytes(token, "tcp server")
         try:
             sock = socket.create_server((host, port), backlog=128)
         except OSError as exc:
             what = "port in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
             raise ConfigError(f"tcp server {host}:{port}: cannot listen ({what})") from exc
-        self._core = _ServerCore(sock, host, token_b, max_frame_bytes, read_timeout, max_connections)
+        self._core = _ServerCore(sock, host, token_b, max_frame_bytes, read_timeout, max_connections, limits)
         self.host, self.port = host, self._core.port
         self._closed = False
 
