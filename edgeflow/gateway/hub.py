@@ -29,6 +29,11 @@ loop. Rules:
   more than ``max(REANCHOR_S, buffer_delay)`` behind.
 
 With ``buffer_delay`` 0 nothing is copied or held: the newest frame is shown at once, as always.
+
+Bounded (docs/limits.md): at most ``max_topics`` topics (default MAX_TOPICS, 1024) are kept. A frame of a new
+topic beyond that is not shown and is counted (``topics_refused``). A topic no viewer watches, that the graph
+does not name, with nothing held, and without a frame for ``topic_idle`` seconds (default TOPIC_IDLE, 300) is
+forgotten (``topics_forgotten``), with its newest frame: so a flood of distinct names leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ MAX_VARIANTS = 8              # distinct sizes kept per topic; more distinct req
 BOUNDARY = "edgeflowframe"    # MJPEG part boundary
 REANCHOR_S = 1.0              # seconds a slot may be off before the play-out buffer anchors again
 SLOT_SLACK = 0.0005           # seconds: a timer that fires this early still shows the frame (timer rounding)
+MAX_TOPICS = 1024             # topics kept at once; a new one beyond this is refused (counted)
+TOPIC_IDLE = 300.0            # seconds without a frame after which an unwatched, unnamed topic is forgotten
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +175,8 @@ class Topic:
         self.reanchors = 0
         self.timer: asyncio.TimerHandle | None = None    # loop thread only
         self.timer_due: float | None = None
+        self.seen = time.perf_counter()              # the last frame (or creation): for forgetting idle topics
+        self.forgotten = False                       # dropped from its hub: a publish racing that retries
 
     def next_seq(self) -> int:
         """The next shown number (the node thread without a play-out buffer, the event loop with one)."""
@@ -200,12 +209,15 @@ class Hub:
         queue_size: the most frames the play-out buffer holds per topic (the oldest is dropped beyond).
         on_show: optional ``callback(topic_name, entry)`` run as each frame becomes its topic's newest (on the
             node thread without a play-out buffer, on the event loop with one); for tests and embedding.
+        max_topics: topics kept at once (the graph's named topics always are); frames of more are refused.
+        topic_idle: seconds after which a topic without frames, viewers or a name in the graph is forgotten.
 
     ``publish`` may be called from any thread; everything else from the event loop the hub is attached to.
     """
 
     def __init__(self, *, quality: int = 80, encoders: int = 2, buffer_delay: float = 0.0,
-                 queue_size: int = 60, on_show=None) -> None:
+                 queue_size: int = 60, on_show=None, max_topics: int = MAX_TOPICS,
+                 topic_idle: float = TOPIC_IDLE) -> None:
         self.quality = quality
         self.buffer_delay = float(buffer_delay)
         self.queue_size = int(queue_size)
@@ -218,6 +230,10 @@ class Hub:
         self.closing = False
         self.accepting = True          # False once the server closed: a late frame must not pin memory again
         self.started = time.time()
+        self.max_topics, self.topic_idle = int(max_topics), float(topic_idle)
+        self.topics_refused = 0        # frames not shown because max_topics topics were kept already
+        self.topics_forgotten = 0
+        self._sweeper: asyncio.TimerHandle | None = None
 
     # -- lifecycle (event loop) ------------------------------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -229,10 +245,43 @@ class Hub:
         for topic in list(self.topics.values()):       # frames held before the loop ran get their timers now
             if topic.held:
                 loop.call_soon(self._arm, topic)
+        self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
+
+    def _sweep_interval(self) -> float:
+        return min(10.0, max(0.05, self.topic_idle / 4))
+
+    def _sweep(self) -> None:
+        """Event loop: forget idle topics now and then."""
+        self._sweeper = None
+        if self._loop is None or self.closing:
+            return
+        self.forget_idle()
+        self._sweeper = self._loop.call_later(self._sweep_interval(), self._sweep)
+
+    def forget_idle(self, now: float | None = None) -> int:
+        """Forget every topic idle for more than ``topic_idle`` seconds that no viewer watches, the graph does
+        not name and that holds nothing; returns how many (any thread; the event loop's sweep calls it)."""
+        now = time.perf_counter() if now is None else now
+        with self._topics_lock:
+            idle = [t for t in self.topics.values()
+                    if not t.expected and not t.waiters and not any(t.viewers.values()) and not t.held
+                    and now - t.seen > self.topic_idle]
+            for topic in idle:
+                topic.forgotten = True
+                topic.latest = None                    # its newest frame may pin a shared-memory slot
+                topic.cache.clear()
+                del self.topics[topic.name]
+            if idle:
+                self.topics = dict(self.topics)        # a dict keeps its grown table: a new one gives it back
+        self.topics_forgotten += len(idle)
+        return len(idle)
 
     def stop_waiting(self) -> None:
         """Wake every waiting viewer so that it ends (event loop thread)."""
         self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for topic in list(self.topics.values()):
             if topic.timer is not None:
                 topic.timer.cancel()
@@ -270,15 +319,37 @@ class Hub:
         if not self.accepting:
             return
         name = frame.topic if frame.topic else "frames"
-        topic = self.topic(name, create=True)
-        now = time.perf_counter()
-        if self.buffer_delay <= 0:
-            self._show(topic, int(frame.frame_id), float(frame.timestamp), frame.meta or {}, frame.data,
-                       now, now)
+        for _ in range(2):                 # twice only if the sweep forgot the topic between lookup and show
+            topic = self._bounded_topic(name)
+            if topic is None:
+                return
+            now = topic.seen = time.perf_counter()
+            if self.buffer_delay <= 0:
+                self._show(topic, int(frame.frame_id), float(frame.timestamp), frame.meta or {}, frame.data,
+                           now, now)
+            else:
+                self._hold(topic, frame, now)
             topic.arrived(now)
-            return
-        self._hold(topic, frame, now)
-        topic.arrived(now)
+            if not topic.forgotten:
+                return
+
+    def _bounded_topic(self, name: str) -> Topic | None:
+        """The topic for a frame, made if there is room; None (counted) when max_topics are kept already."""
+        topic = self.topics.get(name)
+        if topic is not None:
+            return topic
+        with self._topics_lock:
+            topic = self.topics.get(name)
+            if topic is None:
+                if len(self.topics) >= self.max_topics:
+                    self.topics_refused += 1
+                    n = self.topics_refused
+                    if n & (n - 1) == 0:      # 1, 2, 4 ...: loud but bounded
+                        log.warning("gateway: frame of topic %r not shown: %d topics kept already (max_topics; "
+                                    "%d refused so far)", name[:100], len(self.topics), n)
+                    return None
+                topic = self.topics[name] = Topic(name)
+        return topic
 
     def _show(self, topic: Topic, frame_id: int, timestamp: float, meta: dict, data: Any, arrived: float,
               now: float) -> None:
