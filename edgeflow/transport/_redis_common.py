@@ -14,7 +14,7 @@ import redis.asyncio
 import redis.asyncio.retry
 import redis.retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from edgeflow.comms.brokers import DualRedisBroker, RedisBroker
 from edgeflow.errors import BrokenResourceError, ConfigError
@@ -72,6 +72,24 @@ def blob_prefix(app: str, topic: str, session: str) -> str:
 
 def cursor_key(app: str, topic: str, group: str) -> str:
     return f"edgeflow:{app}:cursor:{topic}:{group}"
+
+
+def live_key(app: str, topic: str) -> str:
+    """The mark REALTIME/BALANCED readers keep on a topic (how many newest entries they may still fetch)."""
+    return f"edgeflow:{app}:live:{topic}"
+
+
+def topic_blob_prefix(app: str, topic: str) -> str:
+    """What every blob key of a topic starts with (``blob_prefix`` without the session)."""
+    return f"edgeflow:{app}:blob:{topic}:"
+
+
+def is_full(exc: BaseException) -> bool:
+    """True for Redis refusing a write because it is out of memory (maxmemory reached, noeviction): an OOM
+    reply, or a transaction aborted because of one."""
+    if isinstance(exc, OutOfMemoryError):
+        return True
+    return isinstance(exc, ResponseError) and "OOM" in str(exc)[:200]
 
 
 def as_broker(broker: Any, topic: str) -> RedisBroker | DualRedisBroker:
@@ -197,7 +215,8 @@ def declare_group(topic: str, group: str, qos: QoS | str = QoS.DURABLE, *, app: 
         if qos is QoS.DURABLE:
             run_one(conn, script_cmd(CREATE_GROUP_SCRIPT, [stream], [group, "new"]))
         else:
-            run_one(conn, script_cmd(TAKE_SCRIPT, [stream, cursor_key(app, topic, group)], ["i", 1, ""]))
+            run_one(conn, script_cmd(TAKE_SCRIPT, [stream, live_key(app, topic), cursor_key(app, topic, group)],
+                                     ["i", 1, ""]))
     except NET_ERRORS as exc:
         raise BrokenResourceError(f"{topic}: redis {broker.redacted()} unreachable") from exc
     finally:

@@ -26,8 +26,8 @@ from edgeflow.qos import QoS
 from edgeflow.transport import codecs
 from edgeflow.transport._redis_common import (DEFAULT_BACKOFF, MAX_PAYLOAD_BYTES, NET_ERRORS,
                                               PRIVATE_GROUP_PREFIX, MiB, as_broker, blob_prefix, check_group,
-                                              check_positive, client, data_url, declare_group, meta_json,
-                                              names, run_one, script_cmd, stream_key, text)
+                                              check_positive, client, data_url, declare_group, is_full,
+                                              meta_json, names, run_one, script_cmd, stream_key, text)
 from edgeflow.transport._redis_held import ZERO_ID, GroupPosition, Held, HeldFrames, parse_id
 from edgeflow.transport._redis_lua import CREATE_GROUP_SCRIPT, Script
 from edgeflow.transport.backoff import Backoff, RetrySchedule
@@ -45,6 +45,12 @@ class RedisPublisherStats:
     ``spool_bytes`` (the bound), and ``held_bytes`` is their size now. ``republished`` frames were published
     again after Redis lost them; ``trimmed`` unacknowledged frames were trimmed from the stream (MAXLEN)
     before every group read them.
+
+    ``state`` is ``"up"`` (Redis takes frames), ``"down"`` (unreachable) or ``"full"`` (Redis refuses writes for
+    memory: ``maxmemory`` reached with ``noeviction``). While full, DURABLE frames are kept here (within the
+    bound; then publish raises BackpressureTimeout) and sent as space frees; other frames are dropped and
+    counted in ``dropped`` and ``dropped_full``. ``full_events`` counts the times Redis became full, and
+    ``full_seconds`` the time spent full (the current stretch included).
     """
     topic: str
     published: int
@@ -62,6 +68,18 @@ class RedisPublisherStats:
     connected: bool
     groups: tuple
     codec: str
+    state: str = "up"
+    full_events: int = 0
+    full_seconds: float = 0.0
+    dropped_full: int = 0
+
+
+class _RedisFull(Exception):
+    """Redis refused a send for memory (maxmemory, noeviction): ``entries`` were taken before it did."""
+
+    def __init__(self, entries: list, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.entries, self.cause = entries, cause
 
 
 class _StreamVanished(Exception):
@@ -133,12 +151,15 @@ class RedisPublisher:
         self._run_ids: dict[str, str | None] = {"ctrl": None, "data": None}
         self._up = self._connected_once = self._stopping = False
         self._down_since = time.monotonic()
+        self._full = False                         # Redis refuses writes for memory (see _became_full)
+        self._full_since = 0.0
+        self._full_seconds = 0.0
         self._last_error: BaseException | None = None
         self._waiters = 0
         self._empty_since: dict[str, float] = {}   # private groups seen without a consumer, since when
         self._next_fid = 1
         self._counts = dict.fromkeys(("published", "sent", "dropped", "republished", "trimmed",
-                                      "backpressure_waits", "disconnects"), 0)
+                                      "backpressure_waits", "disconnects", "full_events", "dropped_full"), 0)
         self._closed = False
         with self._cond:
             if not self._recover("start"):
@@ -159,13 +180,15 @@ class RedisPublisher:
         frame_id.
 
         ``timestamp`` is the capture time in seconds (default: now, or the Frame's); ``meta`` a JSON-able
-        dict. Never raises because Redis is unreachable, except for a DURABLE frame that does not fit the full
-        spool.
+        dict. Never raises because Redis is unreachable or full, except for a DURABLE frame that does not fit the
+        full spool. A full Redis (out of memory) is back-pressure: DURABLE frames are kept and sent as space
+        frees, other frames are dropped and counted.
 
         Raises:
             BrokenResourceError: Redis is unreachable and the spool is full (the frame is not published),
-                or Redis refused the frame (for example out of memory).
-            BackpressureTimeout: durable groups left no room within ``backpressure_timeout``.
+                or Redis refused the frame for another reason than memory.
+            BackpressureTimeout: durable groups left no room within ``backpressure_timeout``, or Redis stayed
+                full that long with the bound reached (the frame is not published; nothing held is lost).
             TypeError, ValueError: data that cannot be sent, or a codec that does not fit it.
             FrameTooLarge: a payload over 512 MiB or meta over MAX_META_BYTES.
             ClosedResourceError: after close().
@@ -205,9 +228,20 @@ class RedisPublisher:
                 self._went_down(exc)
                 self._offline(frame, durable)
                 return fid
+            except _RedisFull as full:
+                self._became_full(full.cause)
+                if durable:                       # kept, sent by the poller as space frees
+                    self._held.add_spooled(frame)
+                    self._cond.notify_all()
+                else:
+                    self._counts["dropped"] += 1
+                    self._counts["dropped_full"] += 1
+                return fid
             except ResponseError as exc:
                 raise BrokenResourceError(
                     f"{self.topic}: redis {self.where} refused frame {fid}: {exc}") from exc
+            if self._full:
+                self._room_again()
             if entry is None:                 # the stream vanished: Redis restarted empty, or a reset
                 self._held.add_spooled(frame)
                 self._recover("the stream vanished")
@@ -278,6 +312,11 @@ class RedisPublisher:
                         f"({len(self._held)} frames, {self._held.nbytes / MiB:.1f} MiB; "
                         f"bound {self._bound()}): frame not published") from self._last_error
                 remaining = deadline - time.monotonic()
+                if remaining <= 0 and self._full:
+                    raise BackpressureTimeout(
+                        f"{self.topic}: redis {self.where} is full (it refuses writes: maxmemory) and "
+                        f"{len(self._held)} frames are held here (bound {self._bound()}) after "
+                        f"{self.backpressure_timeout:g} s: frame not published")
                 if remaining <= 0:
                     raise BackpressureTimeout(
                         f"{self.topic}: durable group(s) {', '.join(sorted(self._groups))} left "
@@ -289,36 +328,76 @@ class RedisPublisher:
 
     def _send(self, frames: list[Held], *, nomkstream: bool) -> list:
         """SET each blob, then XADD each entry: one pipeline per instance, the blobs first (a consumer that
-        sees an entry finds its payload). Returns the entry ids (None where NOMKSTREAM found no stream)."""
+        sees an entry finds its payload). Returns the entry ids (None where NOMKSTREAM found no stream).
+
+        Raises _RedisFull when Redis refused a write for memory, with the entries of the frames it took: a
+        prefix of ``frames``, in order, each with its blob, so what is left can be sent again later in order.
+        Where one refusal could leave a later command accepted (an entry without its blob, or out of order:
+        a refused SET frees its own payload, so the next command may fit), the commands go as one MULTI/EXEC
+        transaction, which Redis runs whole or not at all.
+        """
         xadd = {"maxlen": self.maxlen, "approximate": self.maxlen >= 1000, "nomkstream": nomkstream}
         if self._dual:
             pipe = self._data.pipeline(transaction=False)
             for f in frames:
                 pipe.set(f.blob_key, f.payload, px=self._ttl_ms)
-            pipe.execute()
-            pipe = self._ctrl.pipeline(transaction=False)
-            for f in frames:
-                pipe.xadd(self._stream, f.fields, **xadd)
-            return pipe.execute()
-        pipe = self._ctrl.pipeline(transaction=False)
+            replies = pipe.execute(raise_on_error=False)
+            refused = None
+            for k, reply in enumerate(replies):
+                if isinstance(reply, Exception):
+                    if not is_full(reply):
+                        raise reply
+                    refused, frames = reply, frames[:k]       # blobs after it are set again when resent
+                    break
+            entries = []
+            if frames:
+                pipe = self._ctrl.pipeline(transaction=len(frames) > 1)
+                for f in frames:
+                    pipe.xadd(self._stream, f.fields, **xadd)
+                try:
+                    entries = pipe.execute()
+                except ResponseError as exc:
+                    if not is_full(exc):
+                        raise
+                    raise _RedisFull([], exc) from exc
+            if refused is not None:
+                raise _RedisFull(entries, refused)
+            return entries
+        pipe = self._ctrl.pipeline(transaction=True)
         for f in frames:
             pipe.set(f.blob_key, f.payload, px=self._ttl_ms)
             pipe.xadd(self._stream, f.fields, **xadd)
-        return pipe.execute()[1::2]
+        try:
+            return pipe.execute()[1::2]
+        except ResponseError as exc:
+            if not is_full(exc):
+                raise
+            raise _RedisFull([], exc) from exc
 
     def _send_held(self, frames: list[Held]) -> int:
         """Send DURABLE frames in order, in chunks; each one Redis took is retained. On failure the rest goes
-        back to the front of the spool and the error propagates."""
-        done = 0
+        back to the front of the spool and the error propagates. While Redis is full the first chunk is one
+        frame: a probe, rather than megabytes that a full Redis reads only to refuse."""
+        done, probe = 0, self._full
         while done < len(frames):
             chunk, size = [], 0
             for f in frames[done:]:
-                if chunk and (len(chunk) >= 256 or size + f.size > 32 * MiB):
+                if chunk and (len(chunk) >= 256 or size + f.size > 32 * MiB or probe):
                     break
                 chunk.append(f)
                 size += f.size
             try:
                 entries = self._send(chunk, nomkstream=True)
+            except _RedisFull as full:
+                now = time.monotonic()
+                for f, entry in zip(chunk, full.entries):     # taken before the refusal: in Redis now
+                    if entry is None:
+                        break
+                    self._held.retain(f, parse_id(entry), now)
+                    done += 1
+                self._held.respool_front(frames[done:])
+                full.sent = done
+                raise
             except BaseException:
                 self._held.respool_front(frames[done:])
                 raise
@@ -329,15 +408,17 @@ class RedisPublisher:
                     raise _StreamVanished()
                 self._held.retain(f, parse_id(entry), now)
             done += len(chunk)
+            probe = False                         # it went through: the rest in full chunks
         return done
 
     # -- connection, recovery -----------------------------------------------------------------------------
 
-    def _went_down(self, exc: BaseException) -> None:
+    def _went_down(self, exc: BaseException, quietly: bool = False) -> None:
         self._last_error = exc
         if self._up:
             self._counts["disconnects"] += 1
             self._down_since = time.monotonic()
+        if self._up and not quietly:
             log.warning("%s: redis %s unreachable (%s: %s); %s; reconnecting with back-off", self.topic,
                         self.where, type(exc).__name__, exc, self._offline_policy())
         self._up = False
@@ -348,16 +429,32 @@ class RedisPublisher:
         """(Re)connect: check the servers' identity, make sure the stream and groups exist, publish again
         what Redis lost, then the spool, in frame order. Called with the lock held; True when up."""
         for _ in range(3):
+            republished, phase = 0, "republish"
             try:
                 again = self._reconcile()
                 republished = self._send_held(again)
+                phase = "spool"
                 spooled = self._send_held(self._held.take_spool())
             except _StreamVanished:
                 continue                          # reset or restarted again meanwhile: once more
             except NET_ERRORS as exc:
                 self._went_down(exc)
                 return False
+            except _RedisFull as full:            # connected, but Redis has no room: the poller sends the rest
+                if phase == "republish":
+                    self._frames_back(full.sent, 0)
+                else:
+                    self._frames_back(republished, full.sent)
+                self._became_full(full.cause)
+                self._up = self._connected_once = True
+                self._retry.succeeded()
+                self._cond.notify_all()
+                return True
             except ResponseError as exc:
+                if is_full(exc):                  # e.g. creating a group: not reconciled yet, so retry
+                    self._became_full(exc)
+                    self._went_down(exc, quietly=True)
+                    return False
                 log.error("%s: redis %s refused the reconnection (%s); retrying with back-off", self.topic,
                           self.where, exc)
                 self._went_down(exc)
@@ -374,6 +471,54 @@ class RedisPublisher:
             return True
         self._went_down(ConnectionError("the stream kept vanishing while it was rebuilt"))
         return False
+
+    def _frames_back(self, republished: int, sent: int) -> None:
+        """Count frames a partly refused send got through (republished ones first, then spooled ones)."""
+        self._counts["republished"] += republished
+        self._counts["sent"] += sent
+
+    def _became_full(self, exc: BaseException) -> None:
+        """Redis refused a write for memory. Logged once per stretch; ``_room_again`` ends it."""
+        self._last_error = exc
+        if self._full:
+            return
+        self._full, self._full_since = True, time.monotonic()
+        self._counts["full_events"] += 1
+        policy = (f"DURABLE frames are kept here (bound {self._bound()}) and sent as space frees"
+                  if self._groups else "frames are dropped (and counted) until it has room")
+        log.warning("%s: redis %s is full (%s); %s", self.topic, self.where, exc, policy)
+
+    def _room_again(self) -> None:
+        """A write went through after Redis was full."""
+        if not self._full:
+            return
+        now = time.monotonic()
+        self._full = False
+        self._full_seconds += now - self._full_since
+        log.warning("%s: redis %s takes frames again after %.1f s full (%d frames dropped while full in all, "
+                    "%d held here)", self.topic, self.where, now - self._full_since,
+                    self._counts["dropped_full"], len(self._held))
+        self._cond.notify_all()
+
+    def _flush_spool(self) -> None:
+        """Up but full: try the spooled frames again, in order (the first alone, as a probe). Lock held."""
+        try:
+            sent = self._send_held(self._held.take_spool())
+        except _RedisFull as full:
+            self._frames_back(0, full.sent)
+            return
+        except _StreamVanished:
+            self._recover("the stream vanished")
+            return
+        except NET_ERRORS as exc:
+            self._went_down(exc)
+            return
+        except ResponseError as exc:
+            log.error("%s: redis %s refused the spooled frames (%s); retrying", self.topic, self.where, exc)
+            return
+        self._counts["sent"] += sent
+        self._room_again()
+        self._cond.notify_all()
 
     def _reconcile(self) -> list[Held]:
         """Bring Redis up to date with what this publisher answers for; the frames to publish again."""
@@ -459,7 +604,7 @@ class RedisPublisher:
                 wait = self._retry.remaining(now)
             else:
                 due = self._next_poll
-                if self._waiters:                 # a publisher waits for room: look at the groups more often
+                if self._waiters or self._full:   # a publisher waits for room: look at the groups more often
                     due = min(due, self._last_poll + self.poll_interval / 4)
                 wait = due - now
             if wait > 0:
@@ -472,6 +617,9 @@ class RedisPublisher:
         self._last_poll = time.monotonic()
         try:
             self._poll()
+            with self._cond:                      # acknowledged frames freed space (their blobs are deleted)
+                if self._full and self._up and self._held.spool and not self._stopping:
+                    self._flush_spool()
         except Exception:                         # a bug must not silently end the poller: log it and go on
             log.exception("%s: polling redis %s failed", self.topic, self.where)
         self._next_poll = time.monotonic() + self.poll_interval
@@ -566,6 +714,10 @@ class RedisPublisher:
             self._restore_blobs(lost)
         except NET_ERRORS as exc:
             self._went_down(exc)
+        except ResponseError as exc:              # full: the next poll finds them missing and tries again
+            if not is_full(exc):
+                raise
+            self._became_full(exc)
         self._cond.notify_all()
 
     def _remove_orphans(self, consumers: dict[str, Any]) -> None:
@@ -617,11 +769,19 @@ class RedisPublisher:
         """A snapshot of this publisher (no Redis call)."""
         with self._cond:
             c = self._counts
+            full_seconds = self._full_seconds + (time.monotonic() - self._full_since if self._full else 0.0)
             return RedisPublisherStats(self.topic, c["published"], c["sent"], c["dropped"],
                                        len(self._held.spool), len(self._held.retained), self._held.nbytes,
                                        self._held.max_frames, self._held.max_bytes, c["republished"],
                                        c["trimmed"], c["backpressure_waits"], c["disconnects"], self._up,
-                                       tuple(sorted(self._groups)), self.codec)
+                                       tuple(sorted(self._groups)), self.codec, self.state(),
+                                       c["full_events"], round(full_seconds, 3), c["dropped_full"])
+
+    def state(self) -> str:
+        """``"up"``, ``"down"`` (unreachable) or ``"full"`` (Redis refuses writes for memory)."""
+        if self._full:
+            return "full"
+        return "up" if self._up else "down"
 
     def is_connected(self) -> bool:
         """True while Redis takes this publisher's frames (as of the last call or poll)."""

@@ -26,7 +26,8 @@ from edgeflow.transport import codecs
 from edgeflow.transport._redis_common import (DEFAULT_BACKOFF, DEFAULT_MAX_LAG, NET_ERRORS,
                                               PRIVATE_GROUP_PREFIX, arun, as_broker, blob_prefix,
                                               check_group, check_positive, client, cmd, cursor_key, data_url,
-                                              default_consumer, names, run, script_cmd, stream_key, text)
+                                              default_consumer, is_full, live_key, names, run, script_cmd,
+                                              stream_key, text, topic_blob_prefix)
 from edgeflow.transport._redis_held import parse_id
 from edgeflow.transport._redis_lua import (CREATE_GROUP_SCRIPT, DURABLE_READ_SCRIPT, FORGET_CONSUMER_SCRIPT,
                                            TAKE_SCRIPT)
@@ -145,6 +146,11 @@ class RedisSubscriber:
         self._cursor = ""                      # REALTIME/BALANCED without a group: "<entry> <session> <fid>"
         self._wake_id = "0-0"                  # a blocking wait returns once an entry after this one exists
         self._to_ack: list[bytes] = []
+        self._to_unlink: list[bytes] = []      # dual: blobs every group acknowledged, to delete on the data side
+        self._live_key = live_key(self.app, self.topic)
+        # 'd': the blobs are on the control instance, the ack script deletes them; 'r': it returns their keys
+        self._blob_arg = ("r" if self._urls[1] is not None else "d") + topic_blob_prefix(self.app, self.topic)
+        self._full_logged = False
         self._stalled: tuple | None = None     # DURABLE: (entry, since) whose blob is being restored
         self._seen: set[tuple[str, int]] = set()
         self._seen_order: deque = deque()
@@ -159,8 +165,10 @@ class RedisSubscriber:
         except NET_ERRORS as exc:
             self._went_down(exc)
         except ResponseError as exc:
-            self.close()
-            raise BrokenResourceError(f"{self.topic}: redis {self.where} refused to attach: {exc}") from exc
+            if not is_full(exc):
+                self.close()
+                raise BrokenResourceError(f"{self.topic}: redis {self.where} refused to attach: {exc}") from exc
+            self._refused_full(exc)
 
     # -- receiving -------------------------------------------------------------------------------------------
 
@@ -178,6 +186,8 @@ class RedisSubscriber:
             now = time.monotonic()
             if not self._retry.is_due(now):
                 if deadline is not None and now >= deadline:
+                    if self._up:                  # only full (refused a write): nothing arrived
+                        raise ReceiveTimeout(f"{self.topic}: nothing received within {timeout:g} s")
                     raise self._unreachable(timeout)
                 pause = self._retry.remaining(now)
                 time.sleep(pause if deadline is None else min(pause, deadline - now))
@@ -211,6 +221,8 @@ class RedisSubscriber:
             now = time.monotonic()
             if not self._retry.is_due(now):
                 if deadline is not None and now >= deadline:
+                    if self._up:                  # only full (refused a write): nothing arrived
+                        raise ReceiveTimeout(f"{self.topic}: nothing received within {timeout:g} s")
                     raise self._unreachable(timeout)
                 pause = self._retry.remaining(now)
                 await asyncio.sleep(pause if deadline is None else min(pause, deadline - now))
@@ -222,7 +234,10 @@ class RedisSubscriber:
                 self._went_down(exc)
                 frame = None
             except ResponseError as exc:
-                raise BrokenResourceError(f"{self.topic}: redis {self.where}: {exc}") from exc
+                if not is_full(exc):
+                    raise BrokenResourceError(f"{self.topic}: redis {self.where}: {exc}") from exc
+                self._refused_full(exc)
+                frame = None
             else:
                 self._came_up()
             if frame is not None:
@@ -246,7 +261,10 @@ class RedisSubscriber:
             self._went_down(exc)
             return None
         except ResponseError as exc:
-            raise BrokenResourceError(f"{self.topic}: redis {self.where}: {exc}") from exc
+            if not is_full(exc):
+                raise BrokenResourceError(f"{self.topic}: redis {self.where}: {exc}") from exc
+            self._refused_full(exc)
+            return None
         self._came_up()
         return frame
 
@@ -273,6 +291,8 @@ class RedisSubscriber:
             if entry is _AGAIN:
                 continue
             if entry is None:
+                if self._to_unlink:               # nothing to fetch: free the acknowledged blobs now
+                    yield _Call(_DATA, (self._unlink_cmd(),))
                 if waited or block < 0.001:
                     return None
                 yield _Call(_CTRL, (cmd("xread", {self._stream: self._wake_id}, count=1,
@@ -293,7 +313,7 @@ class RedisSubscriber:
                                            [self.group, "all" if self._attached_once else "new"]),))
             self._history = True
         else:
-            keys = [self._stream] + ([self._cursor_key] if self._cursor_key else [])
+            keys = [self._stream, self._live_key] + ([self._cursor_key] if self._cursor_key else [])
             call = _Call(_CTRL, (script_cmd(TAKE_SCRIPT, keys, ["i", self.max_lag, self._cursor]),))
             reply = (yield call)[0]
             self._cursor, self._wake_id = text(reply[1]), text(reply[3])
@@ -303,9 +323,10 @@ class RedisSubscriber:
         now = time.monotonic()
         claim = now >= self._next_claim
         args = [self.group, self.consumer, "h" if self._history else "n",
-                int(self.claim_idle * 1000) if claim else -1, 1, *self._to_ack]
-        reply = (yield _Call(_CTRL, (script_cmd(DURABLE_READ_SCRIPT, [self._stream], args),)))[0]
+                int(self.claim_idle * 1000) if claim else -1, 1, self._blob_arg, *self._to_ack]
+        reply = (yield _Call(_CTRL, (script_cmd(DURABLE_READ_SCRIPT, [self._stream, self._live_key], args),)))[0]
         self._to_ack = []                         # sent with that call: acknowledged
+        self._freed(reply)                        # deleted with the next call to the data instance
         if claim:
             self._next_claim = now + self._claim_every
         source = text(reply[0])
@@ -331,7 +352,7 @@ class RedisSubscriber:
         return entry_id, fields
 
     def _take_next(self) -> Generator[_Call, Any, Any]:
-        keys = [self._stream] + ([self._cursor_key] if self._cursor_key else [])
+        keys = [self._stream, self._live_key] + ([self._cursor_key] if self._cursor_key else [])
         mode = "r" if self.qos is QoS.REALTIME else "b"
         reply = (yield _Call(_CTRL, (script_cmd(TAKE_SCRIPT, keys, [mode, self.max_lag, self._cursor]),)))[0]
         entry, self._cursor, skipped, self._wake_id = reply[0], text(reply[1]), int(reply[2]), text(reply[3])
@@ -358,7 +379,10 @@ class RedisSubscriber:
             self._to_ack.append(entry_id)
             return None
         key = blob_prefix(self.app, self.topic, session) + str(fid)
-        payload = (yield _Call(_DATA, (cmd("get", key),)))[0]
+        if self._to_unlink:                       # blobs every group acknowledged: same round trip as the GET
+            payload = (yield _Call(_DATA, (self._unlink_cmd(), cmd("get", key))))[1]
+        else:
+            payload = (yield _Call(_DATA, (cmd("get", key),)))[0]
         if payload is None:
             if not durable:
                 self._counts["drops"] += 1       # REALTIME/BALANCED: the next frame will do
@@ -403,6 +427,15 @@ class RedisSubscriber:
             return None
         yield _Call(_SLEEP, 0.02)
         return _AGAIN
+
+    def _freed(self, reply: Any) -> None:
+        """Note the blob keys an ack script freed (dual mode: they are deleted on the data instance)."""
+        if isinstance(reply, list) and len(reply) > 6 and reply[6] and self._blob_arg[0] == "r":
+            self._to_unlink.extend(reply[6])
+
+    def _unlink_cmd(self) -> tuple:
+        keys, self._to_unlink = self._to_unlink, []
+        return cmd("unlink", *keys)
 
     def _remember(self, session: str, fid: int) -> None:
         self._seen.add((session, fid))
@@ -479,7 +512,18 @@ class RedisSubscriber:
         if not self._up:
             log.warning("%s: redis %s reachable again", self.topic, self.where)
             self._up = True
+        if self._full_logged:
+            log.warning("%s: redis %s takes writes again; subscriber attached", self.topic, self.where)
+            self._full_logged = False
         self._retry.succeeded()
+
+    def _refused_full(self, exc: BaseException) -> None:
+        """Redis is full and refused a write this subscriber needs (creating its group when it attaches; reads
+        and acknowledgements run when full): retry with back-off, logged once."""
+        if not self._full_logged:
+            log.warning("%s: redis %s is full (%s); attaching again with back-off", self.topic, self.where, exc)
+            self._full_logged = True
+        self._retry.failed(time.monotonic())
 
     def _check_open(self) -> None:
         if self._closed:
@@ -506,8 +550,9 @@ class RedisSubscriber:
             if self._private:
                 commands.append(cmd("xgroup_destroy", self._stream, self.group))
                 return commands
-            if self._to_ack:
-                commands.append(cmd("xack", self._stream, self.group, *self._to_ack))
+            if self._to_ack:                      # acknowledge only ('a'), freeing blobs as every read does
+                args = [self.group, self.consumer, "a", -1, 1, self._blob_arg, *self._to_ack]
+                commands.append(script_cmd(DURABLE_READ_SCRIPT, [self._stream, self._live_key], args))
             commands.append(script_cmd(FORGET_CONSUMER_SCRIPT, [self._stream], [self.group, self.consumer]))
         return commands
 
@@ -521,7 +566,9 @@ class RedisSubscriber:
         try:
             if self._up:
                 for command in self._farewell():
-                    run(self._clients[0], (command,))
+                    self._freed(run(self._clients[0], (command,))[0])
+                if self._to_unlink:
+                    run(self._clients[1], (self._unlink_cmd(),))
         except (NET_ERRORS + (ResponseError,)) as exc:
             log.warning("%s: could not acknowledge the last frame at close (%s); it will be delivered again",
                         self.topic, exc)
@@ -541,7 +588,9 @@ class RedisSubscriber:
         try:
             if self._up:
                 for command in self._farewell():
-                    await arun(self._aclients[0], (command,))
+                    self._freed((await arun(self._aclients[0], (command,)))[0])
+                if self._to_unlink:
+                    await arun(self._aclients[1], (self._unlink_cmd(),))
         except (NET_ERRORS + (ResponseError,)) as exc:
             log.warning("%s: could not acknowledge the last frame at close (%s); it will be delivered again",
                         self.topic, exc)

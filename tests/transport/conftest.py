@@ -4,7 +4,8 @@
   instance of the dual tests). ``EDGEFLOW_TEST_REDIS_URL`` (and ``EDGEFLOW_TEST_REDIS_DATA_URL``, default:
   the same server) point at throw-away servers instead.
 - ``redis_server``: a server of the test's own, as a RedisServer that can be SIGKILLed and restarted empty
-  on the same port (fault tests); ``redis_server_factory`` makes more of them.
+  on the same port (fault tests); ``redis_server_factory`` makes more of them, with extra server arguments
+  if asked (``factory("--maxmemory", "2mb")``).
 - ``tcp_proxy``: a TcpProxy in front of a port, whose ``cut()`` makes the link hang like a network partition
   (connections stay open, nothing gets through) until ``heal()``.
 
@@ -56,8 +57,9 @@ class RedisServer:
     one on the same port, ``stop()`` ends it. ``info(section)`` and ``client()`` talk to it directly.
     """
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, args: tuple = ()) -> None:
         self.directory = directory
+        self.args = tuple(args)                  # extra redis-server arguments, kept across restarts
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.log = directory / "redis.log"
@@ -106,7 +108,7 @@ class RedisServer:
 
     def _spawn(self) -> subprocess.Popen:
         args = [redis_exe(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.directory), "--logfile", str(self.log)]
+                "--appendonly", "no", "--dir", str(self.directory), "--logfile", str(self.log), *self.args]
         quiet = subprocess.DEVNULL
         return subprocess.Popen(args, stdin=quiet, stdout=quiet, stderr=quiet)
 
@@ -203,13 +205,14 @@ def redis_data_url(redis_url) -> str:
 
 @pytest.fixture
 def redis_server_factory(tmp_path):
-    """Start servers of this test's own (``factory()``); all are stopped when the test ends."""
+    """Start servers of this test's own (``factory()``, or ``factory(*extra_server_args)``); all are stopped
+    when the test ends."""
     started: list[RedisServer] = []
 
-    def factory() -> RedisServer:
+    def factory(*args: str) -> RedisServer:
         directory = tmp_path / f"redis{len(started)}"
         directory.mkdir()
-        server = RedisServer(directory)
+        server = RedisServer(directory, args=args)
         started.append(server)
         return server.start()
 
