@@ -7,7 +7,6 @@ groups' acknowledgements, keeps retained blobs alive, notices restarts and recon
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import secrets
@@ -30,60 +29,10 @@ from edgeflow.transport._redis_common import (DEFAULT_BACKOFF, MAX_PAYLOAD_BYTES
                                               meta_json, names, run_one, script_cmd, stream_key, text)
 from edgeflow.transport._redis_held import ZERO_ID, GroupPosition, Held, HeldFrames, parse_id
 from edgeflow.transport._redis_lua import CREATE_GROUP_SCRIPT, Script
+from edgeflow.transport._redis_pubtypes import RedisFull, RedisLoan, RedisPublisherStats, StreamVanished
 from edgeflow.transport.backoff import Backoff, RetrySchedule
 
 log = logging.getLogger("edgeflow.transport.redis")
-
-
-@dataclasses.dataclass(frozen=True)
-class RedisPublisherStats:
-    """Snapshot of a RedisPublisher.
-
-    ``published`` frames were handed to ``publish``; of those ``sent`` reached Redis, ``dropped``
-    (non-durable, Redis unreachable) never will, and ``spooled`` wait for Redis. ``retained`` durable frames
-    are in Redis but not yet acknowledged by every group; spooled + retained stay within ``spool_frames`` and
-    ``spool_bytes`` (the bound), and ``held_bytes`` is their size now. ``republished`` frames were published
-    again after Redis lost them; ``trimmed`` unacknowledged frames were trimmed from the stream (MAXLEN)
-    before every group read them.
-
-    ``state`` is ``"up"`` (Redis takes frames), ``"down"`` (unreachable) or ``"full"`` (Redis refuses writes for
-    memory: ``maxmemory`` reached with ``noeviction``). While full, DURABLE frames are kept here (within the
-    bound; then publish raises BackpressureTimeout) and sent as space frees; other frames are dropped and
-    counted in ``dropped`` and ``dropped_full``. ``full_events`` counts the times Redis became full, and
-    ``full_seconds`` the time spent full (the current stretch included).
-    """
-    topic: str
-    published: int
-    sent: int
-    dropped: int
-    spooled: int
-    retained: int
-    held_bytes: int
-    spool_frames: int
-    spool_bytes: int
-    republished: int
-    trimmed: int
-    backpressure_waits: int
-    disconnects: int
-    connected: bool
-    groups: tuple
-    codec: str
-    state: str = "up"
-    full_events: int = 0
-    full_seconds: float = 0.0
-    dropped_full: int = 0
-
-
-class _RedisFull(Exception):
-    """Redis refused a send for memory (maxmemory, noeviction): ``entries`` were taken before it did."""
-
-    def __init__(self, entries: list, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.entries, self.cause = entries, cause
-
-
-class _StreamVanished(Exception):
-    """XADD NOMKSTREAM found no stream: Redis restarted empty or the app was reset while we were sending."""
 
 
 class RedisPublisher:
@@ -228,7 +177,7 @@ class RedisPublisher:
                 self._went_down(exc)
                 self._offline(frame, durable)
                 return fid
-            except _RedisFull as full:
+            except RedisFull as full:
                 self._became_full(full.cause)
                 if durable:                       # kept, sent by the poller as space frees
                     self._held.add_spooled(frame)
@@ -330,7 +279,7 @@ class RedisPublisher:
         """SET each blob, then XADD each entry: one pipeline per instance, the blobs first (a consumer that
         sees an entry finds its payload). Returns the entry ids (None where NOMKSTREAM found no stream).
 
-        Raises _RedisFull when Redis refused a write for memory, with the entries of the frames it took: a
+        Raises RedisFull when Redis refused a write for memory, with the entries of the frames it took: a
         prefix of ``frames``, in order, each with its blob, so what is left can be sent again later in order.
         Where one refusal could leave a later command accepted (an entry without its blob, or out of order:
         a refused SET frees its own payload, so the next command may fit), the commands go as one MULTI/EXEC
@@ -359,9 +308,9 @@ class RedisPublisher:
                 except ResponseError as exc:
                     if not is_full(exc):
                         raise
-                    raise _RedisFull([], exc) from exc
+                    raise RedisFull([], exc) from exc
             if refused is not None:
-                raise _RedisFull(entries, refused)
+                raise RedisFull(entries, refused)
             return entries
         pipe = self._ctrl.pipeline(transaction=True)
         for f in frames:
@@ -372,7 +321,7 @@ class RedisPublisher:
         except ResponseError as exc:
             if not is_full(exc):
                 raise
-            raise _RedisFull([], exc) from exc
+            raise RedisFull([], exc) from exc
 
     def _send_held(self, frames: list[Held]) -> int:
         """Send DURABLE frames in order, in chunks; each one Redis took is retained. On failure the rest goes
@@ -388,7 +337,7 @@ class RedisPublisher:
                 size += f.size
             try:
                 entries = self._send(chunk, nomkstream=True)
-            except _RedisFull as full:
+            except RedisFull as full:
                 now = time.monotonic()
                 for f, entry in zip(chunk, full.entries):     # taken before the refusal: in Redis now
                     if entry is None:
@@ -405,7 +354,7 @@ class RedisPublisher:
             for k, (f, entry) in enumerate(zip(chunk, entries)):
                 if entry is None:
                     self._held.respool_front(frames[done + k:])
-                    raise _StreamVanished()
+                    raise StreamVanished()
                 self._held.retain(f, parse_id(entry), now)
             done += len(chunk)
             probe = False                         # it went through: the rest in full chunks
@@ -435,12 +384,12 @@ class RedisPublisher:
                 republished = self._send_held(again)
                 phase = "spool"
                 spooled = self._send_held(self._held.take_spool())
-            except _StreamVanished:
+            except StreamVanished:
                 continue                          # reset or restarted again meanwhile: once more
             except NET_ERRORS as exc:
                 self._went_down(exc)
                 return False
-            except _RedisFull as full:            # connected, but Redis has no room: the poller sends the rest
+            except RedisFull as full:            # connected, but Redis has no room: the poller sends the rest
                 if phase == "republish":
                     self._frames_back(full.sent, 0)
                 else:
@@ -504,10 +453,10 @@ class RedisPublisher:
         """Up but full: try the spooled frames again, in order (the first alone, as a probe). Lock held."""
         try:
             sent = self._send_held(self._held.take_spool())
-        except _RedisFull as full:
+        except RedisFull as full:
             self._frames_back(0, full.sent)
             return
-        except _StreamVanished:
+        except StreamVanished:
             self._recover("the stream vanished")
             return
         except NET_ERRORS as exc:
@@ -849,38 +798,6 @@ class RedisPublisher:
 
     def __repr__(self) -> str:
         return f"<RedisPublisher {self._stream} {self.where}{' closed' if self._closed else ''}>"
-
-
-class RedisLoan:
-    """A writable array that ``commit()`` publishes (``abort()`` drops it); a context manager like shm's Loan:
-    ``with pub.loan((480, 640, 3)) as buf:`` publishes when the block ends without an exception."""
-
-    def __init__(self, publisher: RedisPublisher, shape: Any, dtype: Any, timestamp: float | None,
-                 meta: dict | None) -> None:
-        self.timestamp = time.time() if timestamp is None else float(timestamp)   # capture starts now
-        self._pub, self._meta = publisher, meta
-        self.array = np.empty((shape,) if isinstance(shape, int) else tuple(shape), dtype)
-        self.frame_id: int | None = None
-
-    def commit(self, *, timestamp: float | None = None, meta: dict | None = None) -> int:
-        """Publish the array; returns its frame_id."""
-        ts = self.timestamp if timestamp is None else timestamp
-        self.frame_id = self._pub.publish(self.array, timestamp=ts, meta=self._meta if meta is None else meta)
-        self.array.flags.writeable = False
-        return self.frame_id
-
-    def abort(self) -> None:
-        """Publish nothing."""
-        self.array.flags.writeable = False
-
-    def __enter__(self) -> np.ndarray:
-        return self.array
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 def _poller(ref: "weakref.ref[RedisPublisher]") -> None:

@@ -13,9 +13,18 @@ Keys (nothing else is ever written, and nothing ever runs FLUSHALL or FLUSHDB):
     edgeflow:{app}:stream:{topic}                        the stream of frame entries (control instance)
     edgeflow:{app}:blob:{topic}:{session}:{frame_id}     a payload, expiring after blob_ttl (data instance)
     edgeflow:{app}:cursor:{topic}:{group}                a REALTIME/BALANCED group's shared position (control)
+    edgeflow:{app}:live:{topic}                          REALTIME/BALANCED readers are at the topic (control;
+                                                         expires 30 s after their last read)
 
 ``session`` identifies one RedisPublisher instance, so frames of a restarted publisher never collide with
 older ones. ``reset_app`` deletes exactly the keys of one app.
+
+A blob is deleted as soon as every DURABLE group of the topic acknowledged its frame: the acknowledging
+script (DURABLE_READ, on the control instance) checks every group's last-delivered id and pending list, and
+deletes the blob there (single) or returns its key, which the subscriber deletes on the data instance with its
+next call there (dual). While REALTIME/BALANCED readers are at the topic (the ``live`` key), the newest few
+entries keep their blobs for them and are freed by later acknowledgements. The TTL stays as the safety net
+(a crashed consumer, a removed group, frames the stream trimmed).
 
 QoS, per subscriber:
 
@@ -33,15 +42,22 @@ QoS, per subscriber:
 Faults: a publisher never raises because Redis is down. Non-durable frames are dropped and counted; DURABLE
 frames (the topic has a durable group) are spooled, bounded by ``spool_frames`` / ``spool_bytes``, and sent in
 order when Redis is back; a full spool fails the publish with BrokenResourceError naming the topic and the
-bound. The same bound covers DURABLE frames already in Redis but not yet acknowledged by every group: the
+bound. A full Redis (``maxmemory`` reached with ``noeviction``: it refuses SET and XADD) is back-pressure,
+never a loss: DURABLE frames are kept in the same spool and sent, in order, as space frees (the poller tries
+one frame, then the rest); once the bound is reached, publish raises BackpressureTimeout after
+``backpressure_timeout``. Non-durable frames are dropped and counted (``dropped_full``). A frame goes in whole
+or not at all (single mode: SET and XADD in one MULTI/EXEC), so no entry ever lacks its blob. The publisher's
+``statistics().state`` says ``up``, ``down`` or ``full``; it logs once when Redis becomes full and once when it
+takes frames again. The same bound covers DURABLE frames already in Redis but not yet acknowledged by every group: the
 publisher keeps them, and when Redis comes back empty (restart without persistence, noticed by its run_id or
 the stream vanishing) it recreates the stream and groups and publishes them again; consumers drop the
 duplicates by frame id. A slow durable group applies back-pressure: a publish waits up to
 ``backpressure_timeout`` for room, then raises BackpressureTimeout. Reconnection follows exponential back-off
 (edgeflow.transport.backoff).
 
-This module is the public face; the publisher lives in ``_redis_pub``, the subscriber in ``_redis_sub``, the
-Lua scripts in ``_redis_lua`` and the publisher's bookkeeping of held frames in ``_redis_held``.
+This module is the public face; the publisher lives in ``_redis_pub`` (its statistics and loans in
+``_redis_pubtypes``), the subscriber in ``_redis_sub``, the Lua scripts in ``_redis_lua`` and the publisher's
+bookkeeping of held frames in ``_redis_held``.
 """
 
 from __future__ import annotations
