@@ -34,7 +34,7 @@ cdef class RingWriter:
     cdef readonly uint32_t slots
     cdef uint64_t min_slot_bytes
     cdef readonly bint grow
-    cdef readonly double backpressure_timeout
+    cdef public double backpressure_timeout
     cdef double next_housekeeping
     cdef int loan_slot
     cdef bint closed

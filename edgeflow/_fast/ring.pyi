@@ -76,6 +76,13 @@ class RingWriter:
     def declare_group(self, group: str, *, durable: bool) -> None:
         """Create a persistent group now: it keeps its cursor while it has no member, until the ring closes."""
 
+    def skip_oldest(self) -> int:
+        """Back-pressure "drop_oldest": move each DURABLE group holding the oldest needed frame one frame on
+        (counted in its drops); returns how many groups moved."""
+
+    def cancel_wait(self) -> None:
+        """Make a publish blocked on back-pressure raise BackpressureTimeout now (signal-safe)."""
+
     def housekeeping(self) -> None:
         """Reclaim dead readers and retire unneeded generations (also runs by itself every 0.5 s of publishing)."""
 

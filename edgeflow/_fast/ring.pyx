@@ -666,6 +666,28 @@ cdef class RingWriter:
                 self.reclaim_dead()
                 next_reclaim = _mono() + 0.2
 
+    def skip_oldest(self):
+        """Back-pressure policy "drop_oldest": move every DURABLE group that still needs the oldest frame one
+        frame on (counted in that group's drops), so the next publish finds a slot. Returns how many groups
+        moved (0 when no group holds the oldest frame, e.g. it waits in a redelivery or every slot is pinned).
+
+        A member reading that frame right now fails its cursor CAS and takes the next one instead; a frame it
+        already pinned stays valid until it lets go (the writer never takes a pinned slot)."""
+        cdef ef_ctl *c = self.ctl
+        cdef uint64_t low = self._protected_from()
+        cdef uint32_t i, moved = 0
+        cdef ef_group *g
+        if low == NO_LIMIT or low > ef_load64_acq(&c.last_seq):
+            return 0
+        for i in range(c.group_hwm):
+            g = &c.groups[i]
+            if ef_load32_acq(&g.state) != EF_GROUP_ACTIVE or g.mode != EF_MODE_DURABLE:
+                continue
+            if ef_cas64_sc(&g.cursor, low, low + 1):
+                ef_add64_rlx(&g.drops, 1)
+                moved += 1
+        return moved
+
     def _lag_report(self):
         cdef ef_ctl *c = self.ctl
         cdef ef_group *g

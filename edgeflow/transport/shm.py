@@ -280,6 +280,22 @@ class Publisher(OwnedResource):
         """True after close()."""
         return self._closed
 
+    @property
+    def backpressure_timeout(self) -> float:
+        """Seconds a publish waits for a lagging DURABLE reader before BackpressureTimeout (settable)."""
+        return self._writer.backpressure_timeout
+
+    @backpressure_timeout.setter
+    def backpressure_timeout(self, seconds: float) -> None:
+        if not isinstance(seconds, (int, float)) or not seconds >= 0:
+            raise ConfigError(f"{self.topic}: backpressure_timeout={seconds!r}: seconds, >= 0")
+        self._writer.backpressure_timeout = float(seconds)
+
+    def skip_oldest(self) -> int:
+        """Drop the oldest frame a lagging DURABLE group has not taken yet (counted in that group's drops), to
+        make room now; returns how many groups moved on (0: nothing to skip). The runtime's "drop_oldest"."""
+        return self._writer_or_raise().skip_oldest()
+
     def cancel_wait(self) -> None:
         """Make a publish blocked on a lagging DURABLE subscriber give up now with BackpressureTimeout (safe to
         call from a signal handler: how a stopping node gets out of back-pressure at once)."""
