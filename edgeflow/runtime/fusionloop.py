@@ -156,8 +156,12 @@ def _emit(runner, node, frames: list, received: float) -> None:
     first = min((f for f in frames if f is not None), key=lambda f: f.timestamp)
     node.context.current_frame = first
     try:
-        runner._deliver(node.process(frames), first, received, t0)
+        result = node.process(frames)
     except Exception as exc:
+        node.context.current_frame = None
         runner._hook_failed(exc)
+        return
+    try:
+        runner._deliver(result, first, received, t0)     # back-pressure waits here, the frames still held
     finally:
         node.context.current_frame = None

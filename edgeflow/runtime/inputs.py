@@ -16,13 +16,15 @@ from edgeflow.transport import shm
 class Input:
     """One ring read by this node replica."""
 
-    __slots__ = ("label", "source", "sub", "finished")
+    __slots__ = ("label", "source", "sub", "finished", "qos", "topic")
 
-    def __init__(self, label: str, source: str, sub: "shm.Subscriber") -> None:
+    def __init__(self, label: str, source: str, sub: "shm.Subscriber", qos: QoS | None = None) -> None:
         self.label = label
         self.source = source
         self.sub = sub
         self.finished = False
+        self.qos = qos if qos is not None else getattr(sub, "qos", QoS.REALTIME)
+        self.topic = getattr(sub, "topic", label)      # the ring (or stream) topic: a frame id's namespace
 
 
 class InputSet:
@@ -44,7 +46,7 @@ class InputSet:
                     balanced = p.qos is QoS.BALANCED
                     sub = shm.Subscriber(topic, app=app, qos=p.qos, group=p.group, max_held=max_held,
                                          max_lag=(p.max_lag or None) if balanced else None)
-                    inputs.append(Input(p.label, p.source, sub))
+                    inputs.append(Input(p.label, p.source, sub, p.qos))
         except BaseException:
             for inp in inputs:
                 inp.sub.close()

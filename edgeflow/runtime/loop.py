@@ -8,31 +8,47 @@ the first time (per exception type and place), then one line with the count at t
 further 1000th time. The node's ``on_error`` option then decides: "skip" (default) goes on with the next frame,
 "restart" ends the process as a crash (the supervisor restarts it with back-off), "stop" ends it for good and
 the run fails. A node whose calls all fail for FAILING_AFTER seconds is reported as failing, once.
+
+DURABLE back-pressure (runtime/outputs.py): a node whose output is full keeps its input frame unreleased and
+waits, for as long as the consumer is alive or being restarted, looking after its statistics and the
+supervisor's messages meanwhile. It gives up only when the node is stopping, or when the consumer is gone for
+good: the supervisor gave up on it (message "consumer_gone"), or in a distributed run its registry entry has
+been missing for DURABLE_GRACE seconds ($EDGEFLOW_DURABLE_GRACE). Then the node fails (exit code GONE_EXIT),
+naming the consumer, and the run ends.
+
+Every DURABLE input is checked for duplicates by origin (runtime/delivered.py): counted, and dropped before the
+hook for a sink with ``exactly_once=True``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import threading
 import time
 import traceback
 from typing import Any
 
-from edgeflow.errors import ConfigError, HeldFramesError, NodeError
+from edgeflow.errors import BackpressureTimeout, ConfigError, HeldFramesError, NodeError
 from edgeflow.frame import Frame
 from edgeflow.nodes.base import EndOfStream
+from edgeflow.qos import QoS
+from edgeflow.runtime.delivered import Delivered, origin_of
 from edgeflow.runtime.inputs import InputSet
 from edgeflow.runtime.metrics import FAILING_AFTER, NodeMetrics
-from edgeflow.runtime.outputs import Output
+from edgeflow.runtime.outputs import WAIT_SLICE, Output
 from edgeflow.transport import shm
 
 STATS_PERIOD = 0.5           # seconds between statistics sent to the supervisor
 SERVICE_PERIOD = 0.01        # seconds between looks at the supervisor's messages and the routes
-DRAIN_TIMEOUT = 5.0          # a finishing node waits this long for DURABLE consumers to take its last frames
 CONFIG_EXIT = 2              # a node process's exit code for a configuration error: not restarted
 STOP_EXIT = 4                # a node process's exit code after on_error="stop": not restarted, the run fails
+GONE_EXIT = 5                # a node's DURABLE consumer is gone for good: not restarted, the run fails
+DURABLE_GRACE = float(os.environ.get("EDGEFLOW_DURABLE_GRACE", "60"))   # seconds a distributed consumer may
+                             # be missing from the registry before a node waiting for it gives up
+BLOCKED_LOG_AFTER = 5.0      # seconds of back-pressure before a node says whom it waits for (then every minute)
 REPEAT_EVERY = 1000          # after the first log line of an error: one at the 100th, then every 1000th
 MAX_ERROR_KINDS = 32         # distinct errors logged with a traceback; more are only counted
 MAX_HELD = 8                 # frames a node may keep referenced past its hook before recv fails loudly
@@ -59,6 +75,15 @@ class HookFailure(Exception):
     def __init__(self, node: str, policy: str, error: BaseException) -> None:
         super().__init__(f"node '{node}': {type(error).__name__}: {error} (on_error={policy!r})")
         self.node, self.policy, self.error = node, policy, error
+
+
+class ConsumerGone(HookFailure):
+    """A DURABLE consumer this node waits for is gone for good: the frame cannot be delivered (GONE_EXIT)."""
+
+    def __init__(self, node: str, consumer: str, why: str, detail: str) -> None:
+        Exception.__init__(self, f"node '{node}': its DURABLE consumer '{consumer}' is gone for good ({why}); "
+                                 f"the frame it waits to send cannot be delivered ({detail})")
+        self.node, self.policy, self.error, self.consumer = node, "stop", None, consumer
 
 
 class NodeContext:
@@ -95,6 +120,11 @@ class NodeRunner:
         self.app_stats: dict | None = None     # the whole app's statistics, sent by the supervisor
         self.app_graph: dict | None = None
         self.router = None                     # routes edges across hosts in a distributed run
+        self.gone: dict[str, str] = {}         # DURABLE consumers the supervisor gave up on -> why
+        self._missing_since: dict[str, float] = {}   # distributed: consumer -> when it left the registry
+        self._next_registry_look = 0.0
+        self._blocked_logged = 0.0
+        self.delivered: Delivered | None = None    # DURABLE inputs: origins delivered (duplicates)
 
     def stop(self, *_: object) -> None:
         """Ask the loop to finish after the current hook (signal-safe); a publish stuck on back-pressure
@@ -161,12 +191,16 @@ class NodeRunner:
         plan, job = self.job.plan, self.job
         if plan.kind != "sink" and plan.kind != "gateway":
             pub = shm.Publisher(plan.outputs[job.replica], app=job.app, slots=job.slots)
-            self.output = Output(self.name, pub)
+            self.output = Output(self.name, pub, on_backpressure=getattr(plan, "on_backpressure", "block"),
+                                 waiter=self._backpressure_wait, metrics=self.metrics)
         if plan.inputs:
             # a fusion node holds up to queue_size frames per input while it waits for partners
             held = max(MAX_HELD, int(job.spec.options.get("queue_size", 10)) + 2) if plan.kind == "fusion" \
                 else MAX_HELD
             self.inputs = InputSet.open(job.app, plan.inputs, max_held=held)
+            if any(p.qos is QoS.DURABLE for p in plan.inputs):
+                self.delivered = (Delivered.shared(job.app, self.name) if getattr(plan, "exactly_once", False)
+                                  else Delivered.local())
         if job.distributed:
             from edgeflow.runtime.router import Router
             self.router = Router(self, job.graph)
@@ -180,13 +214,36 @@ class NodeRunner:
             self.router.close(snap)          # the final figures stay readable by the gateway for a while
         if self.inputs is not None:
             self.inputs.close()
+        if self.delivered is not None:
+            # an exactly-once sink's table outlives a crash (the restarted process reads it); at the end of the
+            # stream, once every replica is done, nothing can be redelivered: the supervisor sweeps it
+            if self.conn is None and self.state == "finished" and self.exactly_once:
+                self.delivered.remove()           # --node run: no supervisor sweeps after us
+            else:
+                self.delivered.close()
         if self.output is None:
             return
         if failed:
             self.output.abandon()      # not the end of the stream: consumers wait for our restart
         else:
-            # a finished stream waits for DURABLE consumers to take its last frames; a stopped one does not
-            self.output.close(0.0 if self.stopping.is_set() else DRAIN_TIMEOUT)
+            # a finished stream waits for DURABLE consumers to take its last frames (as long as they are alive
+            # or being restarted, like any back-pressure); a stopped one does not
+            if not self.stopping.is_set() and self.state == "finished":
+                self._drain_output()
+            self.output.close(0.0)
+
+    def _drain_output(self) -> None:
+        """Wait until every DURABLE consumer took every frame of the finished stream, or give up when this
+        node is stopped or a consumer is gone for good (WAIT_SLICE at a time, the waiter in between)."""
+        publisher, since = self.output.publisher, time.monotonic()
+        try:
+            while not publisher.drain(WAIT_SLICE):
+                self._backpressure_wait(BackpressureTimeout(
+                    f"{publisher.topic}: DURABLE consumers have not taken the stream's last frames yet"), since)
+        except BackpressureTimeout:
+            pass                       # stopping: the app ends, nothing more to deliver to
+        except ConsumerGone as exc:
+            log.error("%s: %s", self.name, exc)
 
     # -- loops ---------------------------------------------------------------------------------------------
     def _loop(self, node) -> None:
@@ -244,28 +301,53 @@ class NodeRunner:
                 continue
             self.metrics.received(inp.label)
             received = time.time()
+            origin = origin_of(frame, inp.topic)
+            delivered = self.delivered if inp.qos is QoS.DURABLE else None
+            if delivered is not None and delivered.seen(origin):
+                self.metrics.duplicates += 1               # at-least-once: this one came before (a crash)
+                if self.exactly_once:
+                    self.metrics.dropped("duplicate", label=inp.label)
+                    frame.release()
+                    self._service()
+                    continue
             t0 = time.perf_counter()
             node.context.current_frame = frame
             try:
-                self._deliver(hook(frame if kind == "gateway" else frame.data), frame, received, t0)
+                result = hook(frame if kind == "gateway" else frame.data)
             except Exception as exc:          # a failing hook is logged once, counted, and the loop goes on
+                node.context.current_frame = None
+                frame.release()
                 self._hook_failed(exc)
+                self._service()
+                continue
+            try:
+                # the input stays unreleased until its result is accepted downstream (DURABLE back-pressure)
+                self._deliver(result, frame, received, t0, origin)
+                if delivered is not None:
+                    delivered.mark(origin)
             finally:
                 node.context.current_frame = None
                 frame.release()
             self._service()
 
-    def _deliver(self, result: Any, source: Frame | None, received: float, t0: float) -> None:
+    @property
+    def exactly_once(self) -> bool:
+        return bool(getattr(self.job.plan, "exactly_once", False))
+
+    def _deliver(self, result: Any, source: Frame | None, received: float, t0: float,
+                 origin: tuple | None = None) -> None:
         """Send what a hook returned; counts the call, its time, and an unsendable result as an error."""
         metrics = self.metrics
         metrics.calls += 1
         try:
             if self.output is not None:
-                fid = self.output.send(result, source, received)
+                fid = self.output.send(result, source, received, origin)
                 if fid is not None:
                     metrics.frames_out += 1
             elif source is not None:
                 metrics.frames_out += 1                # sinks and gateways: consumed
+            if metrics.blocked:
+                metrics.blocked = False
             if metrics.streak and metrics.succeeded():
                 log.warning("%s: recovered: a call succeeded after failing", self.name)
         except NodeError as exc:               # refused, not raised: counted and logged, the policy is not applied
@@ -274,6 +356,60 @@ class NodeRunner:
             metrics.processing.add(time.perf_counter() - t0)
             if source is not None:
                 metrics.latency.add(time.time() - source.timestamp)
+
+    def _backpressure_wait(self, exc: BackpressureTimeout, since: float) -> None:
+        """Called by the output each WAIT_SLICE it waits for a DURABLE consumer: look after the node, and raise
+        when it must give up (stopping: ``exc`` again; the consumer gone for good: ConsumerGone)."""
+        now = time.monotonic()
+        metrics = self.metrics
+        if not metrics.blocked:
+            metrics.blocked = True
+        metrics.blocked_seconds += now - max(since, metrics.blocked_mark)
+        metrics.blocked_mark = now
+        try:
+            if not self.stopping.is_set():
+                self._service()
+            if self.stopping.is_set():
+                raise exc
+            consumers = getattr(self.job.plan, "durable_consumers", ())
+            for name in consumers:
+                if name in self.gone:
+                    log.error("%s: its DURABLE consumer '%s' is gone for good (%s); stopping", self.name, name,
+                              self.gone[name])
+                    raise ConsumerGone(self.name, name, self.gone[name], str(exc).rsplit("; waited", 1)[0])
+            self._check_registry(consumers, exc)
+            waited = now - since
+            if waited >= BLOCKED_LOG_AFTER and now - self._blocked_logged >= 60.0:
+                self._blocked_logged = now
+                log.warning("%s: waiting %.0f s for a DURABLE consumer to take frames (back-pressure; nothing is "
+                            "dropped): %s", self.name, waited, str(exc).rsplit("; waited", 1)[0])
+        finally:
+            metrics.blocked_mark = time.monotonic()
+
+    def _check_registry(self, consumers, exc: BackpressureTimeout) -> None:
+        """Distributed run: a consumer missing from the registry for DURABLE_GRACE seconds is gone for good."""
+        if self.router is None or not consumers:
+            return
+        now = time.monotonic()
+        if now < self._next_registry_look:
+            return
+        self._next_registry_look = now + 1.0
+        try:
+            peers = self.router.registry.peers()
+        except Exception:                 # the registry is unreachable: nothing can be concluded from it
+            return
+        if peers is None:
+            return
+        present = {node for node, _ in peers}
+        for name in consumers:
+            if name in present:
+                self._missing_since.pop(name, None)
+                continue
+            since = self._missing_since.setdefault(name, now)
+            if now - since >= DURABLE_GRACE:
+                why = f"missing from the registry for {DURABLE_GRACE:g} s"
+                log.error("%s: its DURABLE consumer '%s' is gone for good (%s); stopping", self.name, name, why)
+                raise ConsumerGone(self.name, name, why, str(exc).rsplit("; waited", 1)[0])
 
     def _hook_failed(self, exc: Exception) -> None:
         """A hook raised ``exc`` (called from its except block): count, log, then apply the on_error policy."""
@@ -329,6 +465,8 @@ class NodeRunner:
                 self.app_stats = message[1]
             elif message[0] == "graph":
                 self.app_graph = message[1]
+            elif message[0] == "consumer_gone":
+                self.gone[message[1]] = message[2]
 
     def _send_stats(self, force: bool = False) -> dict | None:
         """Every STATS_PERIOD (or now when forced): this replica's snapshot to the supervisor, and in a
@@ -337,6 +475,8 @@ class NodeRunner:
         if (self.conn is None and self.router is None) or (now < self._next_stats and not force):
             return None
         self._next_stats = now + STATS_PERIOD
+        if self.output is not None and self.output.remotes:
+            self.metrics.extra["route_states"] = self.output.route_states()
         snap = self.metrics.snapshot()
         snap["state"] = self.state
         if self.inputs is not None:
@@ -405,6 +545,8 @@ def node_main(job: NodeJob, conn) -> None:
     except ConfigError as exc:             # e.g. a port in use: restarting cannot help, so say it once
         log.error("%s: %s", type(exc).__name__, exc)
         raise SystemExit(CONFIG_EXIT) from None
+    except ConsumerGone:                   # logged once already
+        raise SystemExit(GONE_EXIT) from None
     except HookFailure as exc:             # logged with its traceback already: no second one
         raise SystemExit(STOP_EXIT if exc.policy == "stop" else 1) from None
 

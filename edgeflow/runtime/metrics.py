@@ -44,6 +44,10 @@ class NodeMetrics:
         self.failing = False
         self.was_failing = False
         self.last_error: str | None = None
+        self.duplicates = 0              # DURABLE frames received again after a crash (at-least-once)
+        self.blocked = False             # waiting now for a DURABLE consumer to take frames (back-pressure)
+        self.blocked_seconds = 0.0       # time spent so waiting
+        self.blocked_mark = 0.0          # time.monotonic() up to which blocked_seconds is counted
 
     def received(self, label: str) -> None:
         """One frame arrived on input ``label``."""
@@ -93,7 +97,8 @@ class NodeMetrics:
                 "processing_ms": self.processing.percentiles(), "latency_ms": self.latency.percentiles(),
                 "processing_hist": self.processing.histogram(), "latency_hist": self.latency.histogram(),
                 "failing": self.failing, "was_failing": self.was_failing, "last_error": self.last_error,
-                "extra": dict(self.extra)}
+                "duplicates": self.duplicates, "blocked": self.blocked,
+                "blocked_seconds": round(self.blocked_seconds, 3), "extra": dict(self.extra)}
 
 
 _NO_SERIES = {"p50": None, "p99": None, "mean": None, "count": 0}
@@ -105,13 +110,15 @@ def merge(snapshots: list[dict]) -> dict:
     Counters, counts, sums and histogram buckets add up; p50/p99 are the worst replica's (reservoirs cannot be
     merged, and the slowest replica is what a caller waits for); the mean is over every replica's samples.
     """
-    out = {"frames_in": 0, "frames_out": 0, "calls": 0, "errors": 0, "fps": 0.0,
+    out = {"frames_in": 0, "frames_out": 0, "calls": 0, "errors": 0, "fps": 0.0, "duplicates": 0,
+           "blocked_seconds": 0.0, "blocked": False,
            "drops": collections.Counter(), "edges_in": collections.Counter(),
            "edge_drops": collections.Counter(), "replicas": len(snapshots), "failing": False,
            "was_failing": False, "last_error": None}
     for snap in snapshots:
-        for key in ("frames_in", "frames_out", "calls", "errors", "fps"):
+        for key in ("frames_in", "frames_out", "calls", "errors", "fps", "duplicates", "blocked_seconds"):
             out[key] += snap.get(key, 0)
+        out["blocked"] |= bool(snap.get("blocked"))
         for key in ("drops", "edges_in", "edge_drops"):
             out[key].update(snap.get(key) or {})
         out["failing"] |= bool(snap.get("failing"))
@@ -128,6 +135,7 @@ def merge(snapshots: list[dict]) -> dict:
         out[key] = dict(out[key])
     out["extra"] = {k: v for snap in snapshots for k, v in snap.get("extra", {}).items()}
     out["fps"] = round(out["fps"], 2)
+    out["blocked_seconds"] = round(out["blocked_seconds"], 3)
     return out
 
 

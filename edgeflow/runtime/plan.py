@@ -11,6 +11,9 @@ from edgeflow.qos import QoS
 
 MAX_GROUP_NAME = 47          # bytes a ring's group name may have
 ON_ERROR = ("skip", "restart", "stop")   # what a node does when a hook raises (option ``on_error``)
+# what a node does when a DURABLE consumer is a whole ring behind (option ``on_backpressure``): wait for it, or
+# drop (and count) the oldest frame it has not taken yet, or the new one
+ON_BACKPRESSURE = ("block", "drop_oldest", "drop_newest")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +37,9 @@ class NodePlan:
     outputs: tuple[str, ...]         # output ring topic of each replica
     inputs: tuple[InputPlan, ...]
     on_error: str = "skip"           # ON_ERROR: go on with the next frame, crash (restarted), or stop the run
+    on_backpressure: str = "block"   # ON_BACKPRESSURE
+    exactly_once: bool = False       # a sink: the runtime drops frames it already delivered (by origin frame id)
+    durable_consumers: tuple[str, ...] = ()   # nodes reading this one over DURABLE links
 
 
 def output_topic(node: str, replicas: int, replica: int, channel: str | None = None) -> str:
@@ -67,11 +73,56 @@ def on_error_policy(spec) -> str:
     return value
 
 
+def _option(spec, name: str):
+    """A node option, else the node class's attribute of that name, else None."""
+    value = spec.options.get(name)
+    if value is None and spec.class_ref is not None:
+        value = getattr(spec.class_ref, name, None)
+    return value
+
+
+def on_backpressure_policy(spec) -> str:
+    """A node's ``on_backpressure`` policy (option, else class attribute, else "block").
+
+    Raises:
+        ConfigError: naming the node, for a value that is not one of ON_BACKPRESSURE, or set on a node that has
+            no output (a sink or a gateway).
+    """
+    value = _option(spec, "on_backpressure")
+    if value is None:
+        return "block"
+    if not isinstance(value, str) or value not in ON_BACKPRESSURE:
+        raise ConfigError(f"node '{spec.name}': on_backpressure={value!r} is not one of "
+                          f"{', '.join(repr(v) for v in ON_BACKPRESSURE)}")
+    if spec.kind in ("sink", "gateway") and value != "block":
+        raise ConfigError(f"node '{spec.name}': on_backpressure={value!r}: a {spec.kind} has no output to drop from")
+    return value
+
+
+def exactly_once_option(spec) -> bool:
+    """A node's ``exactly_once`` option (sinks only).
+
+    Raises:
+        ConfigError: naming the node, for a value that is not a bool, or exactly_once=True on a node that is
+            not a sink.
+    """
+    value = _option(spec, "exactly_once")
+    if value is None or value is False:
+        return False
+    if value is not True:
+        raise ConfigError(f"node '{spec.name}': exactly_once={value!r}: True or False")
+    if spec.kind != "sink":
+        raise ConfigError(f"node '{spec.name}': exactly_once=True is for sink nodes (this one is a {spec.kind}): "
+                          "a sink's delivery is what the runtime can make exactly-once")
+    return True
+
+
 def plan(graph) -> dict[str, NodePlan]:
     """A NodePlan for every node of a validated Graph, in registration order.
 
     Raises:
-        ConfigError: a node's ``on_error`` option is invalid (before anything starts).
+        ConfigError: a node's ``on_error``, ``on_backpressure`` or ``exactly_once`` option is invalid (before
+            anything starts).
     """
     plans = {}
     for spec in graph.nodes:
@@ -83,8 +134,10 @@ def plan(graph) -> dict[str, NodePlan]:
             inputs.append(InputPlan(edge.source, label, topics, group_name(spec.name),
                                     edge.qos, edge.max_lag or 0, edge.codec))
         outputs = tuple(output_topic(spec.name, spec.replicas, i) for i in range(spec.replicas))
+        durable = tuple(dict.fromkeys(e.target for e in graph.outputs_of(spec.name) if e.qos is QoS.DURABLE))
         plans[spec.name] = NodePlan(spec.name, spec.kind, spec.replicas, outputs, tuple(inputs),
-                                    on_error_policy(spec))
+                                    on_error_policy(spec), on_backpressure_policy(spec),
+                                    exactly_once_option(spec), durable)
     return plans
 
 

@@ -9,6 +9,10 @@ run ends with exit code 1 once everything else has finished. A replica that exit
 is not restarted. A replica that exits with STOP_EXIT (its hook raised and its ``on_error`` is "stop") is not
 restarted either, and the whole run stops.
 
+DURABLE links: a node waiting for a DURABLE consumer that is down waits through its restarts, however long the
+back-off (runtime/outputs.py). Once the supervisor gives up on every replica of a consumer, it tells the nodes
+that feed it ("consumer_gone"); a node blocked on it then fails with GONE_EXIT naming it, and the run stops.
+
 Every run ends with a summary (metrics.format_summary) and an exit code: 0 only when no node failed (given up
 on, stopped by its on_error policy or a configuration error), errored on every call, was failing (nothing but
 errors for 10 s), or was in a restart loop when the run ended (restarting, or two crashes within
@@ -27,7 +31,7 @@ import time
 from typing import Callable
 
 from edgeflow.runtime import metrics
-from edgeflow.runtime.loop import CONFIG_EXIT, STOP_EXIT, NodeJob, node_main
+from edgeflow.runtime.loop import CONFIG_EXIT, GONE_EXIT, STOP_EXIT, NodeJob, node_main
 from edgeflow.runtime.plan import groups_to_declare
 from edgeflow.transport import shm
 
@@ -77,6 +81,7 @@ class Supervisor:
         self.exit_code: int | None = None
         self._started_at = 0.0
         self._edge_marks: dict = {}
+        self._gone: dict[str, str] = {}      # consumers given up on -> why (told to every process feeding them)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -105,6 +110,9 @@ class Supervisor:
         rep.process, rep.conn, rep.state = proc, parent_end, "running"
         if rep.job.spec.kind == "gateway":
             self._send(rep, ("graph", self.graph_dict()))
+        for name, why in self._gone.items():          # a restarted feeder learns what its predecessor knew
+            if name in getattr(rep.job.plan, "durable_consumers", ()):
+                self._send(rep, ("consumer_gone", name, why))
 
     def _send(self, rep: Replica, message: tuple) -> None:
         try:
@@ -229,6 +237,11 @@ class Supervisor:
             self.echo(f"{rep.label}: stopped by a configuration error (see above); not restarted")
             self._tell_downstream_if_done(rep.job.spec.name)
             self._stop_requested = True      # the app cannot run as configured (e.g. a port in use): end it now
+        elif code == GONE_EXIT:
+            rep.state, rep.failure = "failed", "a DURABLE consumer it waited for is gone for good"
+            self.echo(f"{rep.label}: stopped: a DURABLE consumer it waited for is gone for good (see above); "
+                      "stopping the run")
+            self._stop_requested = True
         elif code == STOP_EXIT:
             rep.state, rep.failure = "failed", "stopped by its hook's error (on_error='stop')"
             self.echo(f"{rep.label}: stopped after an error (on_error='stop'); stopping the run")
@@ -246,6 +259,7 @@ class Supervisor:
             self.echo(f"{rep.label}: crashed ({how}) {len(rep.crash_times)} times in {RESTART_WINDOW:g} s; "
                       "giving up on it")
             self._tell_downstream_if_done(rep.job.spec.name)
+            self._tell_upstream_if_gone(rep.job.spec.name, rep.failure)
             return
         delay = min(0.5 * 2 ** (len(rep.crash_times) - 1), 10.0)
         rep.restarts += 1
@@ -263,6 +277,17 @@ class Supervisor:
                         rep.conn.send(("source_done", name))
                     except (BrokenPipeError, OSError):
                         pass
+
+    def _tell_upstream_if_gone(self, name: str, why: str) -> None:
+        """When every replica of a node has ended, failed, the nodes that feed it over DURABLE links stop
+        waiting for it (a node blocked on it fails, naming it, instead of waiting forever)."""
+        mine = [r for r in self.replicas if r.job.spec.name == name]
+        if not all(r.state in ("finished", "failed") for r in mine):
+            return
+        self._gone[name] = why
+        for rep in self.replicas:
+            if name in getattr(rep.job.plan, "durable_consumers", ()):
+                self._send(rep, ("consumer_gone", name, why))
 
     def _share_statistics(self) -> None:
         gateways = [r for r in self.replicas if r.job.spec.kind == "gateway" and r.conn is not None]
