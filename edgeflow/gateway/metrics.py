@@ -3,12 +3,17 @@
 Built from the runtime's statistics snapshot on each scrape (a custom collector on a private registry), so the
 figures are the ones the dashboard shows. Names and labels:
 
-    edgeflow_node_*{node}      frames_in, frames_out, errors, restarts (counters), fps, failing, replicas{state},
+    edgeflow_node_*{node}      frames_in, frames_out, errors, restarts, duplicates (DURABLE frames received
+                               again after a crash), backpressure_seconds (time spent waiting for a DURABLE
+                               consumer) (counters), fps, failing, blocked (1 while waiting now), replicas{state},
                                drops{node,reason}, processing_seconds and latency_seconds (histograms:
                                _bucket{le}, _sum, _count; a replicated node's buckets are the sum of its
                                replicas', so histogram_quantile works across replicas and hosts)
     edgeflow_edge_*{edge}      frames, drops (counters); edgeflow_edge_info{edge,source,target,qos,transport}
                                = 1. ``edge`` is "source->target" (with ".channel" on the source)
+    edgeflow_route_state{node,route,state}  = 1 for the state of each route a node publishes to another host
+                               over ("up", "down": unreachable, "full": Redis refuses writes for memory,
+                               which is back-pressure on a DURABLE edge, never a loss)
     edgeflow_topic_*{topic}    what the gateway received and served per topic: frames, fps,
                                frame_age_seconds, viewers{kind}, jpeg_encodes, frames_sent, frames_skipped
                                (a viewer was too slow), encode_seconds and delivery_seconds (histograms: frame
@@ -77,7 +82,15 @@ def node_families(stats: dict) -> Iterable[Metric]:
         ("frames_in", "Frames the node received."),
         ("frames_out", "Frames the node sent (or consumed, for sinks and gateways)."),
         ("errors", "Times the node's hook raised or returned something unsendable."),
-        ("restarts", "Times the supervisor restarted one of the node's replicas."))}
+        ("restarts", "Times the supervisor restarted one of the node's replicas."),
+        ("duplicates", "DURABLE frames the node received again after a crash (at-least-once)."))}
+    waited = CounterMetricFamily("edgeflow_node_backpressure_seconds",
+                                 "Seconds the node waited for a DURABLE consumer to take its frames.", labels=["node"])
+    blocked = GaugeMetricFamily("edgeflow_node_blocked",
+                                "1 while the node waits for a DURABLE consumer (back-pressure).", labels=["node"])
+    route_state = GaugeMetricFamily("edgeflow_route_state",
+                                    "1 for the current state of each route to another host (up, down, full).",
+                                    labels=["node", "route", "state"])
     fps = GaugeMetricFamily("edgeflow_node_fps", "Frames per second the node handled lately.",
                             labels=["node"])
     failing = GaugeMetricFamily("edgeflow_node_failing",
@@ -101,6 +114,8 @@ def node_families(stats: dict) -> Iterable[Metric]:
             family.add_metric([name], node.get(key) or 0)
         fps.add_metric([name], node.get("fps") or 0.0)
         failing.add_metric([name], 1.0 if node.get("failing") else 0.0)
+        waited.add_metric([name], node.get("blocked_seconds") or 0.0)
+        blocked.add_metric([name], 1.0 if node.get("blocked") else 0.0)
         states: dict[str, int] = {}
         for state in node.get("states") or ():
             states[state] = states.get(state, 0) + 1
@@ -116,7 +131,10 @@ def node_families(stats: dict) -> Iterable[Metric]:
                 offset.add_metric([name, label], ms / 1e3)
         for label in extra.get("silent_inputs") or ():
             silent.add_metric([name, label], 1)
-    return [*counters.values(), fps, failing, replicas, drops, processing, latency, offset, silent]
+        for route, state in sorted((extra.get("route_states") or {}).items()):
+            route_state.add_metric([name, str(route), str(state)], 1)
+    return [*counters.values(), waited, fps, failing, blocked, replicas, drops, processing, latency, offset,
+            silent, route_state]
 
 
 def edge_families(stats: dict, graph: dict) -> Iterable[Metric]:
