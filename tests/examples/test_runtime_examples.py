@@ -174,3 +174,18 @@ def test_ctrl_c_stops_the_quickstart_and_cleans_up(tmp_path):
     assert "Traceback" not in stderr, stderr
     assert not wait_gone(nodes, timeout=2), "node processes outlived the app"
     assert not shm_of("test-distributed-system")
+
+
+def test_durable_delivery_writes_every_sample_once(tmp_path):
+    out = run_example("durable_delivery", 300, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "sensor -> smoother: shm (same host), DURABLE" in out.stdout
+    with open(tmp_path / "ledger.csv", newline="") as file:
+        samples = [int(row[0]) for row in csv.reader(file)]
+    assert samples == sorted(set(samples)) and samples[-1] == 300, "in order, once each, the newest kept"
+    # the sensor cannot wait (drop_oldest): while the chain starts up it may drop samples, each one counted
+    sensor = re.search(r"^\s+sensor\s+0\s+300\s+0\s+0\s+(.*)$", out.stdout, re.M)
+    assert sensor, out.stdout
+    dropped = int(re.fullmatch(r"backpressure (\d+)", sensor[1])[1]) if sensor[1] != "-" else 0
+    assert len(samples) + dropped == 300, (len(samples), sensor[1])
+    assert not shm_of("durable-delivery")
