@@ -36,6 +36,10 @@ from edgeflow.transport._tcp_limits import (
 
 STOP_TIMEOUT = 10.0                    # seconds close() waits for the server's loop thread to end
 _INLINE_MESSAGE_HEADER = 64 * 1024     # a raw message whose JSON header is larger is parsed off the loop
+# frames one connection may have handled in one loop iteration before it yields to the others: libuv reads a
+# busy socket up to 32 times per wake-up, so without a budget one fast peer (a topic flood of 40-byte frames)
+# would keep every other connection waiting for seconds
+_TURN_FRAMES = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +98,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.address: Any = None
         self.active = core.now              # the sweep's clock when this connection last read something
         self.decoding = False               # a frame of this connection is in the decode pool: reading paused
+        self.turn, self.turn_at = 0, -1.0   # frames handled in the loop iteration at turn_at (its cached time)
         self.lost = core.loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -152,6 +157,9 @@ class _Connection(asyncio.BufferedProtocol):
     def process(self) -> None:
         """Handle every complete message in scratch; start reading a large payload in place; keep the rest."""
         buf, pos, filled, completed = self.scratch, 0, self.filled, False
+        now = self.core.loop.time()         # uvloop: the iteration's cached time, no syscall
+        if now != self.turn_at:
+            self.turn_at, self.turn = now, 0
         try:
             while filled - pos >= _wire.PREFIX_BYTES:
                 kind, header_len, payload_len = _wire.unpack_prefix(buf, pos)
@@ -175,6 +183,11 @@ class _Connection(asyncio.BufferedProtocol):
                     pos, completed, self.want = end + payload_len, True, 0
                     if not self.deliver(header, payload):
                         break                 # decoding off the loop: the rest waits in scratch, unread
+                    self.turn += 1
+                    if self.turn >= _TURN_FRAMES and self.state is _READY:
+                        self.transport.pause_reading()      # the rest waits in scratch for the next turn
+                        self.core.loop.call_soon(self.next_turn)
+                        break
                     continue
                 # the next message is likely alike: read its prefix and header alone (see get_buffer)
                 self.want = end - pos if payload_len >= _DIRECT_BYTES else 0
@@ -193,6 +206,17 @@ class _Connection(asyncio.BufferedProtocol):
                         self.deadline = None
                     elif completed or self.deadline is None:        # a new message has begun
                         self.deadline = time.monotonic() + self.core.read_timeout
+
+    def next_turn(self) -> None:
+        """The next loop iteration after this connection used its turn: read and handle the rest."""
+        self.turn, self.turn_at = 0, self.core.loop.time()
+        if self.state is _CLOSED or self.decoding:
+            return                            # decoded() resumes a decoding connection itself
+        self.transport.resume_reading()
+        try:
+            self.process()
+        except ProtocolError as exc:
+            self.reject(getattr(exc, "reason", "malformed"), str(exc))
 
     def check(self, kind: int, payload_len: int) -> None:
         if self.state is _HELLO and kind != _wire.HELLO_C:
