@@ -23,6 +23,13 @@ Each connection reads straight into the frame's buffer (no copy for large payloa
 malformed, oversized, unauthenticated or too slow message gets a REJECT naming the reason and is closed; the
 reason is counted; every other connection carries on.
 
+Limits (docs/limits.md): decoders are bounded before they run (lz4 output, PNG/JPEG dimensions from their
+headers, declared array sizes, all against ``max_frame_bytes``; codec payloads decode in a small thread pool,
+off the loop); connections have a 2 s hello deadline, caps for connections in their hello (64, the oldest is
+evicted for a new one), per address (64) and in total (256), and an idle timeout (120 s); per-topic state is
+capped (1024 topics, forgotten after 60 s without a frame). A full server answers REJECT
+``too_many_connections``, which the sender reports as such and backs off from.
+
 Example:
     >>> server = TcpServer(port=0); server.start()
     >>> sub = server.subscriber("camera")
