@@ -288,3 +288,37 @@ def test_the_hub_keeps_at_most_max_topics_and_forgets_idle_unwatched_ones():
     assert after - before < 2 * MiB and gone - before < 256 * 1024, (before, after, gone)
     hub.publish(Frame(b"new", frame_id=1, topic="later"))         # room again
     assert hub.topic("later").latest.data == b"new"
+
+
+def test_legitimate_lz4_without_a_declared_size_still_decodes_in_pieces():
+    data = np.random.default_rng(3).integers(0, 4, 9 * MiB, dtype=np.uint8)     # more than two 4 MiB pieces
+    blob = lz4.frame.compress(data.tobytes(), store_size=False)
+    assert lz4.frame.get_frame_info(blob)["content_size"] == 0
+    assert codecs.decode({"kind": "bytes", "codec": "lz4"}, blob) == data.tobytes()
+    out = codecs.decode({"kind": "array", "codec": "lz4", "dtype": "|u1", "shape": [3, 3 * MiB]}, blob)
+    np.testing.assert_array_equal(out.reshape(-1), data)
+    with pytest.raises(ProtocolError, match="limit"):
+        codecs.decode({"kind": "bytes", "codec": "lz4"}, blob, max_bytes=9 * MiB - 1)
+    with pytest.raises(ProtocolError, match="truncated|decompress"):
+        codecs.decode({"kind": "bytes", "codec": "lz4"}, blob[:len(blob) // 2])
+
+
+def test_frames_behind_one_being_decoded_wait_and_keep_their_order(app):
+    """A png frame, a large-header message and raw frames in one burst: decoded off the loop, delivered in order."""
+    image = np.arange(32 * 24, dtype=np.uint8).reshape(32, 24)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    big = message.encode({"values": list(range(20_000))}).to_bytes()      # a JSON header over 64 KiB
+    with TcpServer(LOOPBACK, 0) as server:
+        server.start()
+        got = []
+        server.on_frame = lambda f: got.append((f.frame_id, f.data))
+        client = RawClient(server.port)
+        client.hello(token=None)
+        client.send(frame("cam", b"one", frame_id=1) + array_frame("cam", (32, 24), "|u1", "png", png, 2)
+                    + frame("cam", b"three", frame_id=3) + frame("cam", big, frame_id=4, kind=_wire.KIND_MESSAGE)
+                    + frame("cam", b"five", frame_id=5))
+        wait_until(lambda: len(got) == 5, "five frames")
+        client.close()
+    assert [fid for fid, _ in got] == [1, 2, 3, 4, 5]
+    np.testing.assert_array_equal(got[1][1], image)
+    assert got[3][1] == {"values": list(range(20_000))} and got[4][1] == b"five"
