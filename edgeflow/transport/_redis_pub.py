@@ -101,6 +101,7 @@ class RedisPublisher:
         self._up = self._connected_once = self._stopping = False
         self._down_since = time.monotonic()
         self._full = False                         # Redis refuses writes for memory (see _became_full)
+        self._full_chunk = 1                       # frames per request while full (see _send_held)
         self._full_since = 0.0
         self._full_seconds = 0.0
         self._last_error: BaseException | None = None
@@ -325,19 +326,22 @@ class RedisPublisher:
 
     def _send_held(self, frames: list[Held]) -> int:
         """Send DURABLE frames in order, in chunks; each one Redis took is retained. On failure the rest goes
-        back to the front of the spool and the error propagates. While Redis is full the first chunk is one
-        frame: a probe, rather than megabytes that a full Redis reads only to refuse."""
-        done, probe = 0, self._full
+        back to the front of the spool and the error propagates. While Redis is full chunks start at one frame
+        (a probe, rather than megabytes that a full Redis reads only to refuse: a request's own bytes count
+        toward its memory) and double with every chunk it takes, back to one after a refusal."""
+        done = 0
+        limit = self._full_chunk if self._full else 256
         while done < len(frames):
             chunk, size = [], 0
             for f in frames[done:]:
-                if chunk and (len(chunk) >= 256 or size + f.size > 32 * MiB or probe):
+                if chunk and (len(chunk) >= limit or size + f.size > 32 * MiB):
                     break
                 chunk.append(f)
                 size += f.size
             try:
                 entries = self._send(chunk, nomkstream=True)
             except RedisFull as full:
+                self._full_chunk = 1
                 now = time.monotonic()
                 for f, entry in zip(chunk, full.entries):     # taken before the refusal: in Redis now
                     if entry is None:
@@ -357,7 +361,8 @@ class RedisPublisher:
                     raise StreamVanished()
                 self._held.retain(f, parse_id(entry), now)
             done += len(chunk)
-            probe = False                         # it went through: the rest in full chunks
+            if self._full:                        # it went through: larger chunks next
+                self._full_chunk = limit = min(limit * 2, 256)
         return done
 
     # -- connection, recovery -----------------------------------------------------------------------------
@@ -432,6 +437,7 @@ class RedisPublisher:
         if self._full:
             return
         self._full, self._full_since = True, time.monotonic()
+        self._full_chunk = 1
         self._counts["full_events"] += 1
         policy = (f"DURABLE frames are kept here (bound {self._bound()}) and sent as space frees"
                   if self._groups else "frames are dropped (and counted) until it has room")
@@ -450,7 +456,8 @@ class RedisPublisher:
         self._cond.notify_all()
 
     def _flush_spool(self) -> None:
-        """Up but full: try the spooled frames again, in order (the first alone, as a probe). Lock held."""
+        """Up (full, or full until now): try the spooled frames again, in order (one first while full, as a
+        probe). Lock held."""
         try:
             sent = self._send_held(self._held.take_spool())
         except RedisFull as full:
@@ -567,7 +574,9 @@ class RedisPublisher:
         try:
             self._poll()
             with self._cond:                      # acknowledged frames freed space (their blobs are deleted)
-                if self._full and self._up and self._held.spool and not self._stopping:
+                # while full, and also once it is not: frames spooled meanwhile must not wait for the next
+                # publish (a stream that ended has none)
+                if self._up and self._held.spool and not self._stopping:
                     self._flush_spool()
         except Exception:                         # a bug must not silently end the poller: log it and go on
             log.exception("%s: polling redis %s failed", self.topic, self.where)
