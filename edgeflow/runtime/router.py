@@ -275,6 +275,11 @@ class Router:
             self.redis_pub = RedisPublisher(topic, app=self.graph.app, broker=self.broker, durable_groups=durable)
             self.runner.output.remotes.append(self.redis_pub)
         elif not groups and self.redis_pub is not None:    # no remote consumer left: stop paying for Redis
+            held = self.redis_pub.statistics()
+            if held.spooled or held.retained or self.registry.connected is False:
+                # DURABLE frames not yet acknowledged (or the registry cannot tell: a full or absent Redis
+                # refuses its heartbeats too): the consumer is away, not gone; closing would lose them
+                return
             self.runner.output.remotes.remove(self.redis_pub)
             self.redis_pub.close()
             self.redis_pub = None
