@@ -240,6 +240,14 @@ class NodeRunner:
             while not publisher.drain(WAIT_SLICE):
                 self._backpressure_wait(BackpressureTimeout(
                     f"{publisher.topic}: DURABLE consumers have not taken the stream's last frames yet"), since)
+            # routes to other hosts too: a Redis publisher holds DURABLE frames until every group acknowledged
+            # them (spooled while Redis is down or full); closing it earlier would lose them
+            for remote in list(self.output.remotes):
+                drain = getattr(remote, "drain", None)
+                while drain is not None and not remote.is_closed() and not drain(WAIT_SLICE):
+                    self._backpressure_wait(BackpressureTimeout(
+                        f"{getattr(remote, 'topic', '?')}: DURABLE consumers on other hosts have not acknowledged "
+                        f"the stream's last frames yet ({remote.statistics()})"), since)
         except BackpressureTimeout:
             pass                       # stopping: the app ends, nothing more to deliver to
         except ConsumerGone as exc:
@@ -379,7 +387,8 @@ class NodeRunner:
                     raise ConsumerGone(self.name, name, self.gone[name], str(exc).rsplit("; waited", 1)[0])
             self._check_registry(consumers, exc)
             waited = now - since
-            if waited >= BLOCKED_LOG_AFTER and now - self._blocked_logged >= 60.0:
+            # once per wait after BLOCKED_LOG_AFTER seconds, then once a minute while it lasts
+            if waited >= BLOCKED_LOG_AFTER and (self._blocked_logged < since or now - self._blocked_logged >= 60.0):
                 self._blocked_logged = now
                 log.warning("%s: waiting %.0f s for a DURABLE consumer to take frames (back-pressure; nothing is "
                             "dropped): %s", self.name, waited, str(exc).rsplit("; waited", 1)[0])
@@ -391,6 +400,12 @@ class NodeRunner:
         if self.router is None or not consumers:
             return
         now = time.monotonic()
+        if self.router.registry.connected is False:
+            # our own heartbeat fails too (Redis down, or full: it refuses the registry's writes): a missing
+            # entry says nothing about the consumer, so the grace does not run meanwhile
+            for name in self._missing_since:
+                self._missing_since[name] = now
+            return
         if now < self._next_registry_look:
             return
         self._next_registry_look = now + 1.0

@@ -109,10 +109,11 @@ class Output:
         # block: the ring gives up every WAIT_SLICE so the runtime can look after the node; drop: at once
         publisher.backpressure_timeout = WAIT_SLICE if on_backpressure == "block" else 0.0
 
-    def _wait(self, exc: BackpressureTimeout, since: float | None) -> float:
-        """One back-pressure wait ended without room: hand over to the waiter (which raises to give up)."""
-        # the ring already waited one slice before it raised
-        since = time.monotonic() - self.publisher.backpressure_timeout if since is None else since
+    def _wait(self, exc: BackpressureTimeout, since: float | None, waited: float | None = None) -> float:
+        """One back-pressure wait of ``waited`` seconds (default the ring's) ended without room: hand over to
+        the waiter (which raises to give up); returns when the wait began."""
+        if since is None:
+            since = time.monotonic() - (self.publisher.backpressure_timeout if waited is None else waited)
         if self.waiter is None:
             raise exc
         self.waiter(exc, since)
@@ -173,7 +174,7 @@ class Output:
                 if self.on_backpressure != "block":
                     self._dropped()
                     return
-                since = self._wait(exc, since)
+                since = self._wait(exc, since, getattr(remote, "backpressure_timeout", None))
 
     def send(self, result: Any, source: Frame | None, received: float, origin: tuple | None = None) -> int | None:
         """Publish a hook's result; returns its frame_id, or None when there was nothing to send (or a drop
