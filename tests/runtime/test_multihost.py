@@ -272,3 +272,54 @@ def test_redis_killed_and_restarted_empty_mid_run_loses_no_durable_frame(hosts, 
     local = [r["i"] for r in lines(out / "local_log.jsonl")]
     # from the first frame after the local logger attached (a --node run declares no groups ahead) to the last
     assert local == list(range(local[0], frames + 1)), "the local DURABLE edge never stopped nor skipped"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_full_redis_back_pressures_a_durable_edge_and_loses_nothing_once_space_frees(hosts, tmp_path):
+    """Redis at its maxmemory (noeviction) while the remote DURABLE consumer is paused: the camera's frames are
+    refused, kept in its publisher's spool up to its bound, then the camera waits (back-pressure, no limit while
+    the consumer lives) instead of dropping; once the consumer reads again and acked blobs are deleted, every
+    frame arrives, bit-exact and in order."""
+    (tmp_path / "main.py").write_text(FAULT_APP.replace("fps=40", "fps=200"))
+    out = tmp_path / "out"
+    out.mkdir()
+    redis_port = 6392
+    # the paused consumer leaves the registry after 4 s: the grace must outlast the pause
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MULTIHOST_OUT": str(out), "REDIS_HOST": hosts.ip["infra"],
+           "REDIS_PORT": str(redis_port), "PYTHONUNBUFFERED": "1", "EDGEFLOW_DURABLE_GRACE": "120"}
+    hosts.spawn("infra", [shutil.which("redis-server"), "--port", str(redis_port), "--bind", hosts.ip["infra"],
+                          "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+                          "--maxmemory", "3mb", "--maxmemory-policy", "noeviction"], env, tmp_path / "redis.log")
+    main, frames = str(tmp_path / "main.py"), 2400
+    logs = {node: tmp_path / f"{node}.log" for node in ("remote_log", "local_log", "camera")}
+    remote = hosts.spawn("infra", [sys.executable, main, "--node", "remote_log"], env, logs["remote_log"])
+    hosts.spawn("camera", [sys.executable, main, "--node", "local_log"], env, logs["local_log"])
+    camera = hosts.spawn("camera", [sys.executable, main, "--node", "camera", "--frames", str(frames)], env,
+                         logs["camera"])
+
+    def diagnose() -> str:
+        return "\n".join(f"--- {n}:\n" + p.read_text()[-2000:] for n, p in logs.items())
+
+    try:
+        wait_for(lambda: len(lines(out / "remote_log.jsonl")) >= 20, 60, "frames over Redis")
+        # the remote consumer stops reading (its process, not only its node: a real stall); the camera goes
+        # on at 200 fps until Redis is full and the spool is at its bound, then it must wait
+        os.kill(remote.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: "is full" in logs["camera"].read_text(), 60, "Redis to refuse frames for memory")
+            wait_for(lambda: "waiting" in logs["camera"].read_text() and "back-pressure" in
+                     logs["camera"].read_text(), 60, "the camera to wait for its DURABLE consumer")
+        finally:
+            os.kill(remote.pid, signal.SIGCONT)
+        first = min(r["i"] for r in lines(out / "remote_log.jsonl"))
+        wait_for(lambda: {r["i"] for r in lines(out / "remote_log.jsonl")} >= set(range(first, frames + 1)), 60,
+                 "every frame at the remote DURABLE logger once Redis has room again")
+        assert camera.wait(30) == 0
+    except (AssertionError, subprocess.TimeoutExpired) as exc:
+        raise AssertionError(f"{exc}; node logs:\n{diagnose()}") from None
+    got = lines(out / "remote_log.jsonl")
+    assert all(r["ok"] for r in got), "bit-exact"
+    ids = [r["i"] for r in got]
+    assert sorted(set(ids)) == list(range(first, frames + 1))
+    assert "takes frames again" in logs["camera"].read_text()
