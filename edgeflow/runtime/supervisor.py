@@ -16,7 +16,7 @@ that feed it ("consumer_gone"); a node blocked on it then fails with GONE_EXIT n
 Every run ends with a summary (metrics.format_summary) and an exit code: 0 only when no node failed (given up
 on, stopped by its on_error policy or a configuration error), errored on every call, was failing (nothing but
 errors for 10 s), or was in a restart loop when the run ended (restarting, or two crashes within
-RESTART_WINDOW); otherwise 1.
+RESTART_WINDOW); otherwise 1, and 2 when a node stopped on a configuration error (e.g. a port in use).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from edgeflow.runtime.loop import CONFIG_EXIT, GONE_EXIT, STOP_EXIT, NodeJob, no
 from edgeflow.runtime.plan import groups_to_declare
 from edgeflow.transport import shm
 
+CONFIG_FAILURE = "stopped by a configuration error"
 RESTART_LIMIT = 5
 RESTART_WINDOW = 60.0
 STOP_TIMEOUT = 4.0            # seconds between asking children to stop and killing them (Ctrl-C: < 5 s in all)
@@ -155,7 +156,8 @@ class Supervisor:
             self.stop()
         if self.exit_code is None:
             nodes = self.statistics()["nodes"]
-            self.exit_code = 1 if any(metrics.failure(n) for n in nodes.values()) else 0
+            config = any(r.failure == CONFIG_FAILURE for r in self.replicas)
+            self.exit_code = 2 if config else 1 if any(metrics.failure(n) for n in nodes.values()) else 0
             self.echo(metrics.format_summary(nodes, self.exit_code))      # instead of a last table: once
         return self.exit_code
 
@@ -233,7 +235,7 @@ class Supervisor:
             rep.state = "finished"
             self._tell_downstream_if_done(rep.job.spec.name)
         elif code == CONFIG_EXIT:
-            rep.state, rep.failure = "failed", "stopped by a configuration error"
+            rep.state, rep.failure = "failed", CONFIG_FAILURE
             self.echo(f"{rep.label}: stopped by a configuration error (see above); not restarted")
             self._tell_downstream_if_done(rep.job.spec.name)
             self._stop_requested = True      # the app cannot run as configured (e.g. a port in use): end it now

@@ -133,9 +133,8 @@ def test_a_run_bound_beyond_loopback_without_a_token_fails_with_one_line_naming_
     done = subprocess.run([sys.executable, "main.py", *argv], cwd=tmp_path, capture_output=True, text=True,
                           timeout=30, env=env)
     output = done.stdout + done.stderr
-    # a --node run exits 2 (a configuration error); an all-in-one run ends with the supervisor's code for a node
-    # stopped by a configuration error (1 today: supervisor.py decides it, not the gateway)
-    assert done.returncode == 2 if argv else done.returncode != 0, output
+    # a configuration error: exit code 2, in a --node run and in an all-in-one run alike
+    assert done.returncode == 2, output
     lines = [line for line in output.splitlines() if "reachable from other hosts but has no token" in line]
     assert len(lines) == 1, output
     assert f"gateway 'gateway': web server on 0.0.0.0:{port}" in lines[0]
