@@ -163,10 +163,12 @@ def test_an_exactly_once_sink_killed_goes_on_without_repeating_what_it_consumed(
     assert stats["sink"]["drops"].get("duplicate") == 1, "the kept frame was redelivered and skipped"
 
 
-def test_on_backpressure_drop_newest_counts_what_it_left_out(app, tmp_path):
+def _drop_run(app, tmp_path, policy: str) -> tuple[list, list, int]:
+    """A 1000 fps source (300 frames and the end marker) into a sink at 2 ms a frame, under ``policy``:
+    (lines at the sink, values without the marker, frames the source counted as dropped)."""
     out = tmp_path / "sink.txt"
     ef = EdgeApp(app)
-    ef.node(chaos_nodes.ChaosSource, name="source", count=300, fps=1000, on_backpressure="drop_newest")
+    ef.node(chaos_nodes.ChaosSource, name="source", count=300, fps=1000, on_backpressure=policy)
     ef.node(chaos_nodes.ChaosSink, name="sink", out=str(out), delay=0.002)
     ef.link("source").to("sink", qos=QoS.DURABLE)
     with ef.start() as running:
@@ -174,31 +176,22 @@ def test_on_backpressure_drop_newest_counts_what_it_left_out(app, tmp_path):
         stats = running.statistics()
     assert code == 0
     lines = sink_lines(out)
-    values = [v for _, v in lines if v != -1]
     dropped = stats["nodes"]["source"]["drops"].get("backpressure", 0)
     assert dropped > 0, "a source twice as fast as its sink never met back-pressure"
     assert len(lines) + dropped == 301, "every frame (and the end marker) either arrived or was counted"
+    return lines, [v for _, v in lines if v != -1], dropped
+
+
+def test_on_backpressure_drop_newest_counts_what_it_left_out(app, tmp_path):
+    lines, values, dropped = _drop_run(app, tmp_path, "drop_newest")
     assert values[:8] == list(range(1, 9)), "drop_newest keeps the frames already in the ring"
     assert values == sorted(values)
 
 
 def test_on_backpressure_drop_oldest_keeps_the_newest_frames(app, tmp_path):
-    out = tmp_path / "sink.txt"
-    ef = EdgeApp(app)
-    ef.node(chaos_nodes.ChaosSource, name="source", count=300, fps=1000, on_backpressure="drop_oldest")
-    ef.node(chaos_nodes.ChaosSink, name="sink", out=str(out), delay=0.002)
-    ef.link("source").to("sink", qos=QoS.DURABLE)
-    with ef.start() as running:
-        code = running.wait(60)
-        stats = running.statistics()
-    assert code == 0
-    lines = sink_lines(out)
-    values = [v for _, v in lines if v != -1]
-    dropped = stats["nodes"]["source"]["drops"].get("backpressure", 0)
-    assert dropped > 0
+    lines, values, dropped = _drop_run(app, tmp_path, "drop_oldest")
     assert lines[-1][1] == -1 and values[-1] == 300, "drop_oldest never drops the newest frames"
     assert values == sorted(values)
-    assert len(lines) + dropped == 301
 
 
 def test_a_node_waiting_for_a_consumer_that_is_given_up_on_fails_naming_it(app, tmp_path, monkeypatch, caplog):
