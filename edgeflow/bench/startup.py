@@ -56,7 +56,7 @@ import time
 
 import numpy as np
 
-from edgeflow import ConsumerNode, EdgeApp, ProducerNode, SinkNode
+from edgeflow import ConsumerNode, EdgeApp, ProducerNode, QoS, SinkNode
 
 app = EdgeApp(os.environ["EDGEFLOW_BENCH_APP"])
 
@@ -87,7 +87,9 @@ class Store(SinkNode):
             os.replace(path + ".tmp", path)
 
 
-app.link("camera").to("detector").to("store")
+# DURABLE: its group is declared before any node starts, so the store gets the first frame however the three
+# processes' start-up races (REALTIME: a detector that attached after the camera's last frame got nothing)
+app.link("camera").to("detector", qos=QoS.DURABLE).to("store")
 
 if __name__ == "__main__":
     app.run()
