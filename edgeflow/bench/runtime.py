@@ -186,7 +186,9 @@ def _alternate(running: Any, session: Session, pause: Path, cfg: RuntimeConfig) 
 def _node_result(report: dict[str, Any], label: str, size: str, cfg: RuntimeConfig) -> BenchResult:
     n, p50, p99, p999 = percentiles(report["samples"])
     errors = list(report["errors"])
-    if n < cfg.latency_n * 0.9:
+    # REALTIME may skip frames when the shared machine stalls a process (a quick run has only 40); a broken
+    # node measures next to none
+    if n < cfg.latency_n * 0.75:
         errors.append(f"measured {n} of {cfg.latency_n} frames (received {report['received']})")
     capture, hook = np.median(np.asarray(report["split"]), axis=0) if report["split"] else (np.nan, np.nan)
     note = (f"capture -> trace sent {capture:.1f} us, sent -> hook {hook:.1f} us"

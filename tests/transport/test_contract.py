@@ -300,8 +300,12 @@ def test_arecv_receives_without_blocking_the_loop(transport):
 
         beat = asyncio.ensure_future(heartbeat())
         waiting = asyncio.ensure_future(sub.arecv(timeout=RECV_TIMEOUT))
-        await asyncio.sleep(0.02)
-        assert not waiting.done()
+        # the heartbeat ticks while arecv waits (a loaded machine may take a while to give it 5 ticks); an arecv
+        # that blocked the loop would have returned (timed out) before the heartbeat ran at all
+        deadline = asyncio.get_running_loop().time() + RECV_TIMEOUT / 2
+        while ticks < 5 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.001)
+        assert ticks >= 5 and not waiting.done(), "arecv blocked the event loop"
         fid = pub.publish(b"async")
         frame = await waiting
         beat.cancel()
