@@ -494,6 +494,9 @@ class EdgeApp:
         kind = _nodeload.resolve_kind(name, cls, given.pop("type", None))
         deploy = _nodeload.deploy_fields(name, *(given.pop(key, None) for key in _nodeload.DEPLOY_KEYS))
         fields, config, opts = _nodeload.split_options(name, kind, cls, given)
+        check = getattr(cls, "check_options", None)
+        if check is not None:
+            check(name, dict(config))      # a connector's options fail here, before anything starts
         spec = NodeSpec(name=name, kind=kind, **fields, config=config, options=opts,
                         class_ref=None if folder else cls, folder=str(folder) if folder else None, **deploy)
         self._specs[name] = spec

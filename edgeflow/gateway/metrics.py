@@ -12,6 +12,8 @@ figures are the ones the dashboard shows. Names and labels:
     edgeflow_edge_*{edge}      frames, drops (counters); edgeflow_edge_info{edge,source,target,qos,transport}
                                = 1. ``edge`` is "source->target" (with ".channel" on the source)
     edgeflow_route_state{node,route,state}  = 1 for the state of each route a node publishes to another host
+    edgeflow_connector_up{node,target}      = 1 while a connector's connection is up
+    edgeflow_connector_events_total{node,event}   connector events (spooled, overflow, bad_payload, rows, ...)
                                over ("up", "down": unreachable, "full": Redis refuses writes for memory,
                                which is back-pressure on a DURABLE edge, never a loss)
     edgeflow_topic_*{topic}    what the gateway received and served per topic: frames, fps,
@@ -109,6 +111,13 @@ def node_families(stats: dict) -> Iterable[Metric]:
                                labels=["node", "input"])
     silent = GaugeMetricFamily("edgeflow_fusion_input_silent", "1 for a fusion input that went silent.",
                                labels=["node", "input"])
+    # connectors (edgeflow.connectors): each connection's state, and what happened to messages on the way
+    connector_up = GaugeMetricFamily("edgeflow_connector_up",
+                                     "1 while a connector's connection (broker, database) is up, else 0.",
+                                     labels=["node", "target"])
+    connector_events = CounterMetricFamily("edgeflow_connector_events",
+                                           "Connector events: spooled, overflow, bad_payload, retries, rows, ...",
+                                           labels=["node", "event"])
     for name, node in (stats.get("nodes") or {}).items():
         for key, family in counters.items():
             family.add_metric([name], node.get(key) or 0)
@@ -133,8 +142,12 @@ def node_families(stats: dict) -> Iterable[Metric]:
             silent.add_metric([name, label], 1)
         for route, state in sorted((extra.get("route_states") or {}).items()):
             route_state.add_metric([name, str(route), str(state)], 1)
+        for target, conn in sorted((extra.get("connections") or {}).items()):
+            connector_up.add_metric([name, str(target)], 1.0 if conn.get("state") == "up" else 0.0)
+        for event, n in sorted((extra.get("events") or {}).items()):
+            connector_events.add_metric([name, str(event)], n)
     return [*counters.values(), waited, fps, failing, blocked, replicas, drops, processing, latency, offset,
-            silent, route_state]
+            silent, route_state, connector_up, connector_events]
 
 
 def edge_families(stats: dict, graph: dict) -> Iterable[Metric]:

@@ -4,7 +4,7 @@
     GET /dashboard        the dashboard page (static; it fetches everything else with the page's token)
     GET /static/{name}    the dashboard's script and stylesheet
     GET /health           {"status": "ok"} (the seed's route)
-    GET /healthz          liveness; /readyz: 200 once the gateway's inputs are attached, 503 before
+    GET /healthz          liveness; /readyz: 200 once the gateway's inputs are attached and connectors are up
     GET /api/status       app, node, ready, uptime, topics, viewers
     GET /api/fps          {"topics": {topic: fps}, "nodes": {node: fps}}
     GET /api/graph        {"nodes": [...], "edges": [...]}: the graph with live figures
@@ -110,6 +110,16 @@ class Views:
     def ready(self) -> bool:
         """The runtime's readiness (False when the call fails)."""
         return bool(self._call("ready", False))
+
+    def connections_down(self) -> list[str]:
+        """``node: target state (error)`` for every connector connection that is not up (empty: all up)."""
+        out = []
+        for name, node in sorted((self.statistics().get("nodes") or {}).items()):
+            for target, conn in sorted(((node.get("extra") or {}).get("connections") or {}).items()):
+                if conn.get("state") != "up":
+                    why = f" ({conn['error']})" if conn.get("error") else ""
+                    out.append(f"node '{name}': {target} {conn.get('state')}{why}")
+        return out
 
     def _expect(self) -> None:
         """Announce the topics the graph says this gateway receives (input labels: ``source[.channel]``), so
@@ -265,10 +275,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: 200 once the gateway's inputs are attached, 503 before."""
-    if request.app[VIEWS].ready():
-        return web.Response(text="ready\n")
-    return web.Response(status=503, text="not ready: inputs not attached yet\n")
+    """Readiness: 200 once the gateway's inputs are attached and every connector's connection (MQTT broker,
+    database, ...) is up; 503 with the reasons, one per line, before."""
+    views = request.app[VIEWS]
+    if not views.ready():
+        return web.Response(status=503, text="not ready: inputs not attached yet\n")
+    down = views.connections_down()
+    if down:
+        return web.Response(status=503, text="".join(f"not ready: {line}\n" for line in down))
+    return web.Response(text="ready\n")
 
 
 async def status(request: web.Request) -> web.Response:

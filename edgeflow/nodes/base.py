@@ -70,6 +70,16 @@ class Node:
     def teardown(self) -> None:
         """Called once after the last frame, also when the node is stopped."""
 
+    def idle(self) -> None:
+        """Called about every 0.1 s while a consumer or sink waits with no input frame: flush a batch that is
+        due, look after a connection. Override what you need."""
+
+    @classmethod
+    def check_options(cls, name: str, options: dict[str, Any]) -> None:
+        """Validate the options given to ``app.node(cls, ...)`` when the node is registered, before anything
+        starts. ``options``: every option that is not a runtime field (fps, replicas, ...). Raise
+        ``ConfigError("node 'NAME': option 'OPT': why")``; the default accepts everything."""
+
     # -- zero-copy output ----------------------------------------------------------------------------------
     def output(self, shape: tuple | int, dtype: Any = np.uint8) -> np.ndarray:
         """A writable array inside this node's output ring. Fill it and return it from the hook: the frame then
@@ -131,6 +141,10 @@ class SinkNode(Node):
     DURABLE unless a link says otherwise."""
 
     node_kind: ClassVar[str] = "sink"
+    max_held_frames: ClassVar[int] = 0
+    """Frames one replica may hold unacknowledged past ``consume()`` with ``self.context.hold()`` (a batching
+    sink acknowledges after its commit; a crash redelivers them). Up to 24, shared out between replicas; the
+    upstream ring gets enough slots for them."""
 
     def consume(self, data: Any) -> None:
         """Handle one input payload."""

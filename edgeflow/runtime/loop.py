@@ -89,15 +89,51 @@ class ConsumerGone(HookFailure):
 class NodeContext:
     """The runtime side of a node, as the node sees it through ``self.context``."""
 
-    def __init__(self, output: Output | None, metrics: NodeMetrics) -> None:
+    def __init__(self, output: Output | None, metrics: NodeMetrics, hold_limit: int = 0) -> None:
         self._output = output
         self.metrics = metrics
         self.current_frame: Frame | None = None
+        self.hold_limit = hold_limit     # frames this replica may hold at once (the class's max_held_frames)
+        self.held = 0                    # frames held now
+        self._kept = False               # the current frame was held: the loop must not release it
+        self.stopping = threading.Event()  # set when the node is asked to stop: a retry loop gives up on it
 
     def output(self, shape, dtype):
         if self._output is None:
             raise NodeError(f"node '{self.metrics.node}' has no output to write into", node=self.metrics.node)
         return self._output.loan(shape, dtype)
+
+    def hold(self) -> "HeldFrame":
+        """Keep the frame being consumed unacknowledged past the hook (a batching sink; see
+        ``SinkNode.max_held_frames``): the ring redelivers it if this process dies before it is released.
+        Call ``release()`` on what this returns once the frame's result is safe (e.g. committed).
+
+        Raises:
+            NodeError: outside a sink's hook, or more than ``hold_limit`` frames held at once.
+        """
+        frame = self.current_frame
+        if frame is None or self.held >= self.hold_limit:
+            raise NodeError(f"node '{self.metrics.node}': hold() keeps at most {self.hold_limit} frames, during "
+                            "consume() (set max_held_frames on the class)", node=self.metrics.node)
+        self.held += 1
+        self._kept = True
+        return HeldFrame(self, frame)
+
+
+class HeldFrame:
+    """A frame a sink holds past its hook (``context.hold()``); ``release()`` acknowledges it (idempotent)."""
+
+    __slots__ = ("_context", "frame")
+
+    def __init__(self, context: NodeContext, frame: Frame) -> None:
+        self._context, self.frame = context, frame
+
+    def release(self) -> None:
+        """Acknowledge the frame to its ring: it will not be redelivered."""
+        if self._context is not None:
+            self._context.held -= 1
+            self._context = None
+            self.frame.release()
 
 
 class NodeRunner:
@@ -139,7 +175,8 @@ class NodeRunner:
         try:
             self._open()
             node = self.job.spec.make_instance(self.job.replica)
-            node.context = NodeContext(self.output, self.metrics)
+            node.context = NodeContext(self.output, self.metrics, getattr(self.job.plan, "hold_limit", 0))
+            node.context.stopping = self.stopping
             node.setup()
             self._start_servers(node)
             self._loop(node)
@@ -190,13 +227,14 @@ class NodeRunner:
     def _open(self) -> None:
         plan, job = self.job.plan, self.job
         if plan.kind != "sink" and plan.kind != "gateway":
-            pub = shm.Publisher(plan.outputs[job.replica], app=job.app, slots=job.slots)
+            pub = shm.Publisher(plan.outputs[job.replica], app=job.app,
+                                slots=max(job.slots, getattr(plan, "slots", job.slots)))
             self.output = Output(self.name, pub, on_backpressure=getattr(plan, "on_backpressure", "block"),
                                  waiter=self._backpressure_wait, metrics=self.metrics)
         if plan.inputs:
             # a fusion node holds up to queue_size frames per input while it waits for partners
             held = max(MAX_HELD, int(job.spec.options.get("queue_size", 10)) + 2) if plan.kind == "fusion" \
-                else MAX_HELD
+                else MAX_HELD + getattr(plan, "hold_limit", 0)
             self.inputs = InputSet.open(job.app, plan.inputs, max_held=held)
             if any(p.qos is QoS.DURABLE for p in plan.inputs):
                 self.delivered = (Delivered.shared(job.app, self.name) if getattr(plan, "exactly_once", False)
@@ -305,6 +343,7 @@ class NodeRunner:
             if frame is None:
                 if self.inputs.finished():
                     return
+                self._idle(node)
                 self._service()
                 continue
             self.metrics.received(inp.label)
@@ -334,9 +373,20 @@ class NodeRunner:
                 if delivered is not None:
                     delivered.mark(origin)
             finally:
-                node.context.current_frame = None
-                frame.release()
+                context = node.context
+                context.current_frame = None
+                if context._kept:
+                    context._kept = False          # held by the sink: it releases the frame itself
+                else:
+                    frame.release()
             self._service()
+
+    def _idle(self, node) -> None:
+        """No input for a while: the node's ``idle()`` hook (flush a due batch); a failure counts as a hook's."""
+        try:
+            node.idle()
+        except Exception as exc:
+            self._hook_failed(exc)
 
     @property
     def exactly_once(self) -> bool:

@@ -134,9 +134,28 @@ def merge(snapshots: list[dict]) -> dict:
     for key in ("drops", "edges_in", "edge_drops"):
         out[key] = dict(out[key])
     out["extra"] = {k: v for snap in snapshots for k, v in snap.get("extra", {}).items()}
+    _merge_connectors(out["extra"], snapshots)
     out["fps"] = round(out["fps"], 2)
     out["blocked_seconds"] = round(out["blocked_seconds"], 3)
     return out
+
+
+def _merge_connectors(extra: dict, snapshots: list[dict]) -> None:
+    """Connectors' figures over replicas: event counters add up; a connection shows its worst replica."""
+    events: collections.Counter = collections.Counter()
+    connections: dict = {}
+    rank = {"down": 0, "connecting": 1, "up": 2}
+    for snap in snapshots:
+        own = snap.get("extra") or {}
+        events.update(own.get("events") or {})
+        for target, conn in (own.get("connections") or {}).items():
+            seen = connections.get(target)
+            if seen is None or rank.get(conn.get("state"), 0) < rank.get(seen.get("state"), 0):
+                connections[target] = conn
+    if events:
+        extra["events"] = dict(events)
+    if connections:
+        extra["connections"] = connections
 
 
 def failure(node: dict) -> str | None:

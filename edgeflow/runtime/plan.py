@@ -40,6 +40,34 @@ class NodePlan:
     on_backpressure: str = "block"   # ON_BACKPRESSURE
     exactly_once: bool = False       # a sink: the runtime drops frames it already delivered (by origin frame id)
     durable_consumers: tuple[str, ...] = ()   # nodes reading this one over DURABLE links
+    slots: int = 8                   # slots of each output ring: more when a DURABLE consumer holds frames
+    hold_limit: int = 0              # frames one replica may hold past its hook (context.hold(): batching sinks)
+
+
+MIN_SLOTS = 8
+MAX_SLOTS = 64          # the ring's limit (EF_MAX_SLOTS)
+MAX_HELD_PER_GROUP = 24  # a DURABLE group requeues up to 32 frames of a crashed member: stay below it
+
+
+def hold_limit(spec) -> int:
+    """Frames one replica of ``spec`` may keep past its hook (its class's ``max_held_frames``, shared out
+    between its replicas so that a crash of every one can still be redelivered)."""
+    try:
+        wanted = int(getattr(spec.load_class(), "max_held_frames", 0) or 0)
+    except Exception:                 # a class that does not load fails later, with its own message
+        return 0
+    return max(0, min(wanted, MAX_HELD_PER_GROUP // max(1, spec.replicas)))
+
+
+def output_slots(graph, spec, holds: dict[str, int]) -> int:
+    """Slots for ``spec``'s output rings: a consumer holding frames needs that many more for the writer."""
+    need = MIN_SLOTS
+    for edge in graph.outputs_of(spec.name):
+        target = graph.node(edge.target)
+        held = holds.get(target.name, 0)
+        if held and edge.qos is QoS.DURABLE:
+            need = max(need, held * target.replicas + 4)
+    return min(MAX_SLOTS, need)
 
 
 def output_topic(node: str, replicas: int, replica: int, channel: str | None = None) -> str:
@@ -125,6 +153,7 @@ def plan(graph) -> dict[str, NodePlan]:
             anything starts).
     """
     plans = {}
+    holds = {spec.name: hold_limit(spec) for spec in graph.nodes if spec.kind == "sink"}
     for spec in graph.nodes:
         inputs = []
         for edge in graph.inputs_of(spec.name):
@@ -137,7 +166,8 @@ def plan(graph) -> dict[str, NodePlan]:
         durable = tuple(dict.fromkeys(e.target for e in graph.outputs_of(spec.name) if e.qos is QoS.DURABLE))
         plans[spec.name] = NodePlan(spec.name, spec.kind, spec.replicas, outputs, tuple(inputs),
                                     on_error_policy(spec), on_backpressure_policy(spec),
-                                    exactly_once_option(spec), durable)
+                                    exactly_once_option(spec), durable, output_slots(graph, spec, holds),
+                                    holds.get(spec.name, 0))
     return plans
 
 
