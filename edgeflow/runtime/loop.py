@@ -97,6 +97,7 @@ class NodeContext:
         self.held = 0                    # frames held now
         self._kept = False               # the current frame was held: the loop must not release it
         self.stopping = threading.Event()  # set when the node is asked to stop: a retry loop gives up on it
+        self.app = ""                    # the app's name (a connector's MQTT client id is made from it)
 
     def output(self, shape, dtype):
         if self._output is None:
@@ -177,6 +178,7 @@ class NodeRunner:
             node = self.job.spec.make_instance(self.job.replica)
             node.context = NodeContext(self.output, self.metrics, getattr(self.job.plan, "hold_limit", 0))
             node.context.stopping = self.stopping
+            node.context.app = self.job.app
             node.setup()
             self._start_servers(node)
             self._loop(node)
@@ -187,9 +189,11 @@ class NodeRunner:
             self.state = "failed"
             failed = exc.policy == "restart"      # "stop": the stream ends; "restart": the next process goes on
             raise
-        except Exception:
+        except Exception as exc:
             if not self.stopping.is_set():
                 self.state = "failed"
+                if isinstance(exc, ConfigError):          # the run's failure names it (final statistics)
+                    self.metrics.extra["config_error"] = (str(exc) or type(exc).__name__).splitlines()[0]
                 raise
             failed = False            # interrupted while stopping (e.g. a cancelled back-pressure wait): clean
             self.state = "stopped"
