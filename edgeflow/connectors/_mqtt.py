@@ -21,9 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
-from edgeflow.connectors._base import ConnectionState, opt_bool, opt_number, opt_str, opt_url, option_error, redact
+from edgeflow.connectors._base import (Backoff, ConnectionState, opt_bool, opt_number, opt_str, opt_url, option_error,
+                                      redact)
 from edgeflow.errors import ConfigError
 
 log = logging.getLogger("edgeflow.connectors.mqtt")
@@ -88,6 +90,7 @@ class MqttConnection:
         self.answered = threading.Event()     # the broker said yes or no once (or the socket failed)
         self.refused: str | None = None        # a CONNACK refusal that retrying cannot fix
         self.connected = threading.Event()
+        self._connecting = False              # unthreaded: a CONNECT sent, its CONNACK not read yet
         self._warned = False
         kwargs: dict[str, Any] = {"callback_api_version": CallbackAPIVersion.VERSION2,
                                   "client_id": self.client_id, "manual_ack": manual_ack}
@@ -114,8 +117,11 @@ class MqttConnection:
         client.on_disconnect = self._disconnected
         client.on_connect_fail = self._connect_failed
 
-    def start(self) -> None:
-        """Connect in the background and wait up to ``connect_timeout`` for the broker's first answer.
+    def start(self, threaded: bool = True) -> None:
+        """Connect and wait up to ``connect_timeout`` for the broker's first answer.
+
+        ``threaded``: paho's network thread does the I/O and the reconnects; else the caller calls ``service()``
+        often (a source: one thread, no hand-over between threads per message).
 
         Raises:
             ConfigError: the broker refused the credentials or the client id (retrying cannot help).
@@ -131,9 +137,23 @@ class MqttConnection:
             kwargs = {"clean_start": self.clean, "properties": props}
         keepalive = int(getattr(self.node, "keepalive", None) or 30)
         self.client.connect_async(self.host, self.port, keepalive=keepalive, **kwargs)
-        self.client.loop_start()
         timeout = getattr(self.node, "connect_timeout", None)
-        self.answered.wait(5.0 if timeout is None else float(timeout))
+        timeout = 5.0 if timeout is None else float(timeout)
+        self.threaded = threaded
+        if threaded:
+            self.client.loop_start()
+            self.answered.wait(timeout)
+        else:
+            # paho writes each packet at once unless an outside loop watches the socket: saying one does makes
+            # it queue them (the caller's loop_write() then sends many PUBACKs in one system call)
+            self.client.on_socket_register_write = lambda client, userdata, sock: None
+            self.client.on_socket_unregister_write = lambda client, userdata, sock: None
+            self._backoff = Backoff(float(getattr(self.node, "reconnect_min", None) or 0.5),
+                                    float(getattr(self.node, "reconnect_max", None) or 30.0))
+            self._next_attempt = 0.0
+            deadline = time.monotonic() + timeout
+            while not self.answered.is_set() and time.monotonic() < deadline:
+                self.service(min(0.1, max(0.0, deadline - time.monotonic())))
         if self.refused is not None:
             self.close()
             raise ConfigError(f"node '{self.node.name}': broker {self.target} refused the connection: "
@@ -143,10 +163,37 @@ class MqttConnection:
                         self.target, self.state.error or "no answer")
             self._warned = True
 
+    def service(self, timeout: float) -> None:
+        """Unthreaded mode: read and handle what arrived (waiting up to ``timeout``), send what is due, and
+        reconnect with back-off when the connection is down."""
+        client = self._mqtt
+        if self.connected.is_set() or self._connecting:
+            rc = self.client.loop(timeout)
+            if rc == client.MQTT_ERR_SUCCESS:
+                return
+            self._connecting = False
+            self.connected.clear()
+            if self.state.state == "up":
+                self.state.down(f"connection lost ({client.error_string(rc)})")
+            self._next_attempt = time.monotonic() + self._backoff.next()
+            return
+        now = time.monotonic()
+        if now < self._next_attempt:
+            time.sleep(min(timeout, self._next_attempt - now))    # nothing to read: wait for the next attempt
+            return
+        try:
+            self.client.reconnect()
+            self._connecting = True           # CONNACK comes through loop()
+        except (OSError, ValueError) as exc:
+            self._connect_failed(self.client, None, f"unreachable ({exc.__class__.__name__}: {exc})")
+            self._next_attempt = time.monotonic() + self._backoff.next()
+
     def close(self) -> None:
         """Disconnect and stop the network thread."""
         try:
             self.client.disconnect()
+            if not getattr(self, "threaded", True):
+                self.client.loop(0.0)             # let the DISCONNECT out
         finally:
             self.client.loop_stop()
 
@@ -162,6 +209,9 @@ class MqttConnection:
             self.answered.set()
             return
         self.connected.set()
+        self._connecting = False
+        if not getattr(self, "threaded", True):
+            self._backoff.reset()
         self.state.up()
         if self._warned:
             log.info("%s: connected to broker %s", self.node.name, self.target)
@@ -178,8 +228,8 @@ class MqttConnection:
                 self._warned = True
             self.state.down(f"disconnected: {reason_code}")
 
-    def _connect_failed(self, client, userdata) -> None:
-        self.state.down("unreachable")
+    def _connect_failed(self, client, userdata, why: str = "unreachable") -> None:
+        self.state.down(why)
         self.answered.set()
 
 

@@ -9,7 +9,6 @@ import collections
 import datetime
 import json
 import logging
-import queue
 from typing import Any, ClassVar
 
 from edgeflow.connectors import _mqtt
@@ -79,33 +78,42 @@ class MqttSource(ProducerNode):
         self._qos = int(self.config.get("qos", 1))
         self._payload = self.config.get("payload", "json")
         self._ts_field = self.config.get("timestamp_field")
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._inbox: collections.deque = collections.deque()    # received, not yet sent on
         self._max_pending = int(self.config.get("max_pending", 1000))
         self._to_ack: collections.deque = collections.deque()     # (mid, qos) whose frames are in the ring
         self._warned_bad = 0
         clean = bool(self.config.get("clean_session", False))
         self.mqtt = _mqtt.MqttConnection(self, clean=clean, manual_ack=True, on_connect=self._subscribe)
         self.mqtt.client.on_message = self._on_message     # before connecting: a session's backlog comes first
-        self.mqtt.start()
+        # no network thread: produce() reads the socket itself, so a message costs no hand-over between
+        # threads (and no fight for the GIL); acknowledgements go out from here too
+        self.mqtt.start(threaded=False)
 
     def _subscribe(self, flags) -> None:
-        # every (re)connect: a persistent session keeps subscriptions, but a broker that lost it (restarted
-        # without persistence) does not, so subscribing again is what makes a reconnect whole
+        # every (re)connect: messages received on the old connection and not acknowledged come again (the
+        # broker resends them), so the copies still waiting here are dropped; acknowledgements owed on the
+        # old connection cannot be sent any more (their frames are in the ring: the resent copies are
+        # duplicates, marked mqtt_dup). A persistent session keeps subscriptions, but a broker that lost it
+        # (restarted without persistence) does not: subscribing again makes a reconnect whole.
+        self._inbox = collections.deque(m for m in self._inbox if m.qos == 0)
+        self._to_ack.clear()
         self.mqtt.client.subscribe([(topic, self._qos) for topic in self._topics])
 
     def _on_message(self, client, userdata, message) -> None:
-        if message.qos == 0 and self._inbox.qsize() >= self._max_pending:
+        if message.qos == 0 and len(self._inbox) >= self._max_pending:
             count(self, "overflow")
             return
-        self._inbox.put(message)
+        self._inbox.append(message)
 
     def produce(self) -> Any:
         """The next message as a Frame (None when none came within POLL seconds)."""
-        self._ack_sent()
-        try:
-            message = self._inbox.get(timeout=POLL)
-        except queue.Empty:
-            return None
+        if not self._inbox:
+            # every message returned so far is in the ring now: acknowledge them, in one write, then read on
+            self._ack_sent()
+            self.mqtt.service(POLL)
+            if not self._inbox:
+                return None
+        message = self._inbox.popleft()
         frame = self._frame_of(message)
         if frame is not None and message.qos:
             # acknowledged at the next call: by then the runtime has written this frame into the ring
@@ -113,10 +121,14 @@ class MqttSource(ProducerNode):
         return frame
 
     def _ack_sent(self) -> None:
+        if not self._to_ack:
+            return
         client = self.mqtt.client
         while self._to_ack:
             mid, qos = self._to_ack.popleft()
             client.ack(mid, qos)
+        if self.mqtt.connected.is_set():
+            client.loop_write()           # the queued PUBACKs go out together (see MqttConnection.start)
 
     def _frame_of(self, message) -> Frame | None:
         count(self, "messages")
