@@ -16,6 +16,7 @@ Nothing here starts a process, opens a socket or imports the runtime: ``EdgeApp.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -155,7 +156,7 @@ class NodeSpec:
         description, build (``{"base", "dependencies"}``) and gpu."""
         return {"name": self.name, "type": self.kind, "replicas": self.replicas, "device": self.device,
                 "fps": self.fps, "node_port": self.node_port, "group": self.group,
-                "config": _jsonable(self.config), "description": self.description,
+                "config": _redacted(_jsonable(self.config)), "description": self.description,
                 "build": {"base": self.base_image, "dependencies": list(self.dependencies)}, "gpu": self.gpu}
 
     def same_node(self, other: NodeSpec) -> bool:
@@ -663,6 +664,36 @@ def _link_options(link: tuple[str, str], qos: Any, channel: Any, codec: Any, max
     if isinstance(max_lag, bool) or not isinstance(max_lag, int) or max_lag < 1:
         raise GraphError(f"{text}: max_lag must be an integer >= 1, got {max_lag!r}", link=link)
     return qos, channel, codec, max_lag
+
+
+_SECRET = re.compile(r"password|passwd|token|secret|api_key", re.I)
+
+
+def _redacted(config: Any) -> Any:
+    """A node's config for views (/api/graph, `edgeflow graph`): secrets as ``***``, URL passwords too."""
+    if not isinstance(config, dict):
+        return config
+    out = {}
+    for key, value in config.items():
+        if _SECRET.search(str(key)) and value is not None:
+            out[key] = "***"
+        elif isinstance(value, str) and "://" in value and "@" in value:
+            out[key] = _redact_url(value)
+        else:
+            out[key] = _redacted(value) if isinstance(value, dict) else value
+    return out
+
+
+def _redact_url(url: str) -> str:
+    import urllib.parse
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def _jsonable(value: Any) -> Any:

@@ -14,6 +14,7 @@ same way everywhere:
 
 from __future__ import annotations
 
+import difflib
 import random
 import time
 import urllib.parse
@@ -30,13 +31,18 @@ def option_error(node: str, option: str, why: str) -> ConfigError:
     return ConfigError(f"node '{node}': option '{option}': {why}")
 
 
+def did_you_mean(word: Any, choices: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``choices``, or "" when none is close."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def unknown_options(node: str, options: dict[str, Any], known: Iterable[str]) -> None:
     """Refuse an option the connector does not know, with a did-you-mean.
 
     Raises:
         ConfigError: naming the node and the first unknown option.
     """
-    from edgeflow._nodeload import did_you_mean
     known = tuple(known)
     for key in options:
         if key not in known and key not in COMMON_OPTIONS:
@@ -45,6 +51,14 @@ def unknown_options(node: str, options: dict[str, Any], known: Iterable[str]) ->
 
 
 COMMON_OPTIONS = frozenset({"on_error", "on_backpressure", "exactly_once", "config"})   # runtime's own
+# the runtime fields a node's config also holds (edgeflow._nodeload.RUNTIME_KEYS; a connector does not import
+# the graph layer, tests/unit/test_layers.py checks the two agree)
+RUNTIME_FIELDS = ("fps", "replicas", "device", "node_port", "group")
+
+
+def connector_options(node: Any) -> dict[str, Any]:
+    """The node's own options: its config without the runtime fields (fps, replicas, ...)."""
+    return {k: v for k, v in (getattr(node, "config", None) or {}).items() if k not in RUNTIME_FIELDS}
 
 
 def opt_str(node: str, options: dict, key: str, *, required: bool = False, default: Any = None,
@@ -58,7 +72,6 @@ def opt_str(node: str, options: dict, key: str, *, required: bool = False, defau
     if not isinstance(value, str) or not value:
         raise option_error(node, key, f"expected a non-empty string, got {value!r}")
     if choices is not None and value not in tuple(choices):
-        from edgeflow._nodeload import did_you_mean
         choices = tuple(choices)
         raise option_error(node, key, f"{value!r} is not one of {', '.join(map(repr, choices))}"
                                       f"{did_you_mean(value, choices)}")

@@ -101,8 +101,7 @@ class InfluxSink(SinkNode):
     # -- lifecycle -------------------------------------------------------------------------------------------
     def setup(self) -> None:
         """Parse the options, open the connection and check at once what can only fail by configuration."""
-        from edgeflow._nodeload import RUNTIME_KEYS
-        options = {k: v for k, v in self.config.items() if k not in RUNTIME_KEYS}
+        options = _base.connector_options(self)
         self.settings = s = _Settings(self.name, options)
         self.batch = Batch(self, s.batch_size, s.batch_ms / 1000.0)
         self.state = _base.ConnectionState(self, s.target)

@@ -125,7 +125,7 @@ class MqttSink(SinkNode):
                           % (self._spooled(), self._bytes))
                 return
             context = getattr(self, "context", None)
-            if context is not None and context.stopping.is_set():
+            if context is not None and context.wait(0):       # statistics go on while we wait
                 raise RuntimeError(f"stopped while the spool was full ({self._spooled()} messages waiting)")
             self._changed.wait(WAIT)
             self._changed.clear()

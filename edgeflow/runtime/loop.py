@@ -98,11 +98,26 @@ class NodeContext:
         self._kept = False               # the current frame was held: the loop must not release it
         self.stopping = threading.Event()  # set when the node is asked to stop: a retry loop gives up on it
         self.app = ""                    # the app's name (a connector's MQTT client id is made from it)
+        self._service = None             # the runner's between-frames service (statistics, messages)
 
     def output(self, shape, dtype):
         if self._output is None:
             raise NodeError(f"node '{self.metrics.node}' has no output to write into", node=self.metrics.node)
         return self._output.loan(shape, dtype)
+
+    def wait(self, seconds: float) -> bool:
+        """Wait ``seconds`` (a connector's retry back-off; 0: just once) while the runtime goes on serving
+        statistics and the supervisor's messages; True as soon as the node is asked to stop."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self._service is not None:
+                self._service()
+            if self.stopping.is_set():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.stopping.wait(min(left, WAIT_SLICE))
 
     def hold(self) -> "HeldFrame":
         """Keep the frame being consumed unacknowledged past the hook (a batching sink; see
@@ -179,6 +194,7 @@ class NodeRunner:
             node.context = NodeContext(self.output, self.metrics, getattr(self.job.plan, "hold_limit", 0))
             node.context.stopping = self.stopping
             node.context.app = self.job.app
+            node.context._service = self._service
             node.setup()
             self._start_servers(node)
             self._loop(node)
@@ -366,8 +382,12 @@ class NodeRunner:
             try:
                 result = hook(frame if kind == "gateway" else frame.data)
             except Exception as exc:          # a failing hook is logged once, counted, and the loop goes on
-                node.context.current_frame = None
-                frame.release()
+                context = node.context
+                context.current_frame = None
+                if context._kept:
+                    context._kept = False     # held by the sink: it releases the frame after its write
+                else:
+                    frame.release()
                 self._hook_failed(exc)
                 self._service()
                 continue
@@ -481,7 +501,10 @@ class NodeRunner:
                 raise ConsumerGone(self.name, name, why, str(exc).rsplit("; waited", 1)[0])
 
     def _hook_failed(self, exc: Exception) -> None:
-        """A hook raised ``exc`` (called from its except block): count, log, then apply the on_error policy."""
+        """A hook raised ``exc`` (called from its except block): count, log, then apply the on_error policy.
+        A ConfigError (e.g. a connector's credentials refused) ends the node as one from setup() does."""
+        if isinstance(exc, ConfigError):
+            raise exc
         self.metrics.calls += 1
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None:

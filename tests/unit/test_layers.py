@@ -12,7 +12,11 @@ MAY_NOT_IMPORT = {"_fast": ("nodes", "transport", "runtime", "graph", "gateway",
                   # the benchmarks measure the runtime; the runtime never depends on them (or on the CLI)
                   "runtime": ("bench", "cli", "deploy"),
                   # the benchmarks use edgeflow as an application does; only the CLI sits above them
-                  "bench": ("cli", "deploy", "gateway")}
+                  "bench": ("cli", "deploy", "gateway"),
+                  # connectors are nodes: they talk to their library and to self.context, never to the rings,
+                  # the runtime or the graph
+                  "connectors": ("_fast", "transport", "runtime", "graph", "_nodeload", "gateway", "cli", "deploy",
+                                 "bench")}
 LEAVES = ("errors.py",)
 SOURCES = {".py", ".pyx", ".pxd", ".pxi", ".pyi"}          # errors imports nothing from edgeflow at all
 
@@ -35,3 +39,9 @@ def test_errors_module_is_a_leaf():
     pkg = pathlib.Path(edgeflow.__file__).parent
     for name in LEAVES:
         assert not IMPORTS.findall((pkg / name).read_text()), f"{name} must not import edgeflow"
+
+
+def test_connectors_know_the_runtime_fields():
+    from edgeflow import _nodeload
+    from edgeflow.connectors import _base
+    assert _base.RUNTIME_FIELDS == _nodeload.RUNTIME_KEYS
