@@ -111,6 +111,11 @@ class InfluxSink(SinkNode):
         self._stop = getattr(self.context, "stopping", None) or threading.Event()
         self._check_server()
 
+    def _pause(self, seconds: float) -> bool:
+        """Back off; True when the node is asked to stop. In a runtime its statistics stay served meanwhile."""
+        wait = getattr(self.context, "wait", None)
+        return wait(seconds) if wait is not None else self._stop.wait(seconds)
+
     def consume(self, data: Any) -> None:
         """Encode the frame's rows as points (no reference to the frame's data is kept) and batch them."""
         frame = self.current_frame
@@ -176,7 +181,7 @@ class InfluxSink(SinkNode):
                     self.name, s.target, what, why, len(points), how)
             failures += 1
             _base.count(self, "retries")
-            if self._stop.is_set() or self._stop.wait(backoff.cap if config else backoff.next()):
+            if self._stop.is_set() or self._pause(backoff.cap if config else backoff.next()):
                 self.log.warning("node '%s': stopping: %d points not written to %s (%s); their frames stay "
                                  "unacknowledged", self.name, len(points), s.target, why)
                 return False
