@@ -59,7 +59,7 @@ from edgeflow.connectors._base import (Backoff, ConnectionState, count, opt_bool
                                        option_error, unknown_options)
 from edgeflow.connectors._batch import Batch
 from edgeflow.connectors._rotate import Tail, Template, check_template, scan_tail
-from edgeflow.connectors._rows import FRAME_COLUMNS, frame_rows, payload_items
+from edgeflow.connectors._rows import FRAME_COLUMNS, flatten, frame_rows, payload_items, user_meta
 from edgeflow.nodes.base import SinkNode
 
 log = logging.getLogger(__name__)
@@ -69,23 +69,23 @@ FLUSH = ("frame", "batch", "os")
 
 def rows_of(frame: Any, data: Any, with_meta: bool = True) -> list[dict[str, Any]]:
     """``frame_rows`` with the frame's own columns kept: a payload field named ``frame_id``, ``topic``,
-    ``timestamp`` (or ``index`` in a list of messages) moves to ``data.<name>``."""
+    ``timestamp`` (or ``index`` in a list of messages) is renamed ``data.<name>``, in its place."""
     rows = frame_rows(frame, data, with_meta=with_meta)
     items = payload_items(data)
     taken = FRAME_COLUMNS + (("index",) if len(items) > 1 else ())
     for i, item in enumerate(items):
-        clash = [key for key in taken if key in item and not isinstance(item[key], dict)]
+        clash = [key for key in taken if key in item and not isinstance(item[key], dict)
+                 and f"data.{key}" not in rows[i]]             # (not renamed by frame_rows already)
         if not clash:
             continue
         fixed: dict[str, Any] = {"frame_id": frame.frame_id, "topic": frame.topic,
                                  "timestamp": frame.timestamp}
         if len(items) > 1:
             fixed["index"] = i
-        for key, value in rows[i].items():
-            if key in clash:
-                fixed[f"data.{key}"] = value
-            elif key not in fixed:
-                fixed[key] = value
+        for key, value in flatten(item).items():
+            fixed[f"data.{key}" if key in clash else key] = value
+        if with_meta:
+            fixed.update(flatten(user_meta(frame.meta), "meta."))
         rows[i] = fixed
     return rows
 

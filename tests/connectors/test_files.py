@@ -78,8 +78,8 @@ def test_rows_read_back_bit_exact_from_csv_and_jsonl(app, tmp_path):
     assert code == 0, stats
 
     header, rows = csv_rows(tmp_path / "a" / "b" / "v.csv")       # parent folders created
-    assert header == ["frame_id", "topic", "timestamp", "data.timestamp", "seq", "value", "tiny", "big",
-                      "text", "ok", "none", "vector", "raw", "pos.x", "pos.y", "meta.site", "extra"]
+    assert header == ["frame_id", "topic", "timestamp", "seq", "value", "tiny", "big", "text", "ok", "none",
+                      "vector", "raw", "pos.x", "pos.y", "data.timestamp", "meta.site", "extra"]
     assert len(rows) == 12
     for i, row in enumerate(rows):
         seq, m = i + 1, varied_message(i + 1)
