@@ -34,11 +34,12 @@ class Frame:
         (2, 2)
     """
 
-    __slots__ = ("frame_id", "timestamp", "meta", "topic", "_data", "__weakref__")
+    __slots__ = ("frame_id", "timestamp", "meta", "topic", "_data", "_pin", "__weakref__")
 
     def __init__(self, data: Any, *, frame_id: int = 0, timestamp: float | None = None,
                  meta: dict | None = None, topic: str | None = None) -> None:
         self._data = data
+        self._pin = None          # a received slot this frame holds while its data does not (bytes, messages)
         self.frame_id = frame_id
         self.timestamp = time.time() if timestamp is None else float(timestamp)
         self.meta = {} if meta is None else meta
@@ -60,6 +61,7 @@ class Frame:
     def release(self) -> None:
         """Drop this frame's hold on its slot (idempotent). Derived arrays stay valid while they live."""
         self._data = _RELEASED
+        self._pin = None
 
     def copy(self) -> "Frame":
         """A new Frame that owns a writable copy of the data and pins nothing (a message is copied deeply)."""

@@ -4,7 +4,8 @@ A row is ``frame_id``, ``topic``, ``timestamp`` (capture time, seconds since the
 and the frame's meta. A dict message is one row; a list of dict messages is one row each (``index`` tells them
 apart); any other payload (an array, bytes, a number) is one row with a ``data`` field. Nested dicts are
 flattened with dots (``{"pos": {"x": 1}}`` -> ``pos.x``), small arrays become lists, meta fields are
-prefixed ``meta.`` (EdgeFlow's own meta, ``edgeflow.*``, is left out).
+prefixed ``meta.`` (EdgeFlow's own meta, ``edgeflow.*``, is left out), and a payload field named like a frame
+column (``timestamp``, ``frame_id``, ``topic``; ``index`` in a list) becomes ``data.<name>``.
 """
 
 from __future__ import annotations
@@ -74,12 +75,15 @@ def frame_rows(frame: Any, data: Any, *, with_meta: bool = True) -> list[dict[st
     then the payload's fields and ``meta.*``."""
     items = payload_items(data)
     meta = flatten(user_meta(frame.meta), "meta.") if with_meta else {}
+    taken = FRAME_COLUMNS + (("index",) if len(items) > 1 else ())
     rows = []
     for index, item in enumerate(items):
         row = {"frame_id": frame.frame_id, "topic": frame.topic, "timestamp": frame.timestamp}
         if len(items) > 1:
             row["index"] = index
-        row.update(flatten(item))
+        for key, value in flatten(item).items():
+            # a message's own "timestamp" (common in telemetry) must not replace the frame's column
+            row[f"data.{key}" if key in taken else key] = value
         row.update(meta)
         rows.append(row)
     return rows

@@ -396,7 +396,12 @@ class Subscriber(OwnedResource):
             data = bytes(view)
         else:
             data = self._message(view, kind)
-        return Frame(data, frame_id=view.seq, timestamp=view.timestamp, meta=meta, topic=self.topic)
+        frame = Frame(data, frame_id=view.seq, timestamp=view.timestamp, meta=meta, topic=self.topic)
+        if kind != _KIND_ARRAY:
+            # bytes and messages are decoded out of the slot, but the frame still holds it until released: a
+            # DURABLE consumer that dies before that gets the frame again (at-least-once for every payload)
+            frame._pin = view
+        return frame
 
     def _message(self, view: "_ring.SlotView", kind: int) -> Any:
         if kind != _KIND_MESSAGE:

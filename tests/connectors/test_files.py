@@ -256,14 +256,9 @@ def each_frame_once(seqs_parts: list[tuple[int, int]], frames: int, parts: int) 
     assert sorted(seqs_parts) == expected, "a row is missing or duplicated"
 
 
-PLAIN_DICTS_LOST = ("a dict message without arrays is unpinned as soon as it is decoded, so the ring does "
-                    "not hand it out again after a SIGKILL (transport/shm.py Subscriber._frame: reported)")
-PLAIN_XFAIL = pytest.mark.xfail(strict=True, reason=PLAIN_DICTS_LOST)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("array", [True, pytest.param(False, marks=PLAIN_XFAIL)])
+@pytest.mark.parametrize("array", [True, False])
 def test_csv_sink_killed_mid_run_has_every_frame_once_and_no_torn_line(app, tmp_path, array):
     """A steady 200 frames/s of 3-message frames; the CsvSink SIGKILLed three times: after writing a frame it
     had not acknowledged (handed out again: skipped), in the middle of a line (cut off, written again) and

@@ -10,6 +10,7 @@ receive them as ``frame.data``. The per-transport round trip is also in test_con
 from __future__ import annotations
 
 import json
+import os
 import struct
 import time
 import tracemalloc
@@ -580,3 +581,49 @@ def test_output_send_turns_an_unencodable_message_into_a_node_error(app):
             output.send({"p": np.array([None], object)}, None, time.time())
         assert err.value.node == "lidar_filter"
         assert output.send({"p": np.ones(3)}, None, time.time()) == 1
+
+
+def _take_one_and_hang(app: str, took) -> None:
+    """A DURABLE group member that takes one frame, keeps it unreleased and waits to be killed."""
+    sub = shm.Subscriber("telemetry", app=app, qos=QoS.DURABLE, group="sink")
+    frame = sub.recv(timeout=RECV_TIMEOUT)
+    took.put(frame.data["seq"])
+    time.sleep(60)                                 # killed long before this ends
+
+
+@pytest.mark.parametrize("payload", ["message", "bytes"])
+def test_a_killed_member_holding_a_decoded_frame_gets_it_redelivered(app, payload):
+    """Messages and bytes are decoded out of their slot, but the frame holds the slot until released: a member
+    SIGKILLed before that does not lose the frame (the ring hands it to the next member)."""
+    import multiprocessing
+    import signal as _signal
+    ctx = multiprocessing.get_context("spawn")
+    encode = (lambda i: {"seq": i}) if payload == "message" else (lambda i: json.dumps({"seq": i}).encode())
+    with shm.Publisher("telemetry", app=app) as pub:
+        pub.declare_group("sink", QoS.DURABLE)
+        for i in range(3):
+            pub.publish(encode(i))
+        took = ctx.Queue()
+        child = ctx.Process(target=_take_one_and_hang, args=(app, took)) if payload == "message" else \
+            ctx.Process(target=_take_one_bytes_and_hang, args=(app, took))
+        child.start()
+        assert took.get(timeout=30) == 0
+        os.kill(child.pid, _signal.SIGKILL)
+        child.join(10)
+        with shm.Subscriber("telemetry", app=app, qos=QoS.DURABLE, group="sink") as sub:
+            seqs: list = []
+            deadline = time.monotonic() + 10
+            # the producer goes on publishing: its housekeeping (every 0.5 s) hands the dead member's frame out
+            while 0 not in seqs and time.monotonic() < deadline:
+                pub.publish(encode(3 + len(seqs)))
+                data = sub.recv(timeout=RECV_TIMEOUT).data
+                seqs.append(data["seq"] if isinstance(data, dict) else json.loads(bytes(data))["seq"])
+    assert 0 in seqs, f"frame 0, taken by the killed member, was lost: got {seqs}"
+    assert sorted(seqs) == list(range(len(seqs))), f"a frame lost or twice: {seqs}"
+
+
+def _take_one_bytes_and_hang(app: str, took) -> None:
+    sub = shm.Subscriber("telemetry", app=app, qos=QoS.DURABLE, group="sink")
+    frame = sub.recv(timeout=RECV_TIMEOUT)
+    took.put(json.loads(bytes(frame.data))["seq"])
+    time.sleep(60)
