@@ -8,6 +8,7 @@ for those names themselves.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import queue
 import re
@@ -189,3 +190,47 @@ def test_durable_delivery_writes_every_sample_once(tmp_path):
     dropped = int(re.fullmatch(r"backpressure (\d+)", sensor[1])[1]) if sensor[1] != "-" else 0
     assert len(samples) + dropped == 300, (len(samples), sensor[1])
     assert not shm_of("durable-delivery")
+
+
+def test_telemetry_files_writes_every_message_once(tmp_path):
+    out = run_example("telemetry_files", 50, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "sensor -> csv: shm (same host), DURABLE" in out.stdout
+    with open(tmp_path / "out" / "telemetry.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(row["seq"]) for row in rows] == list(range(1, 51))
+    assert all(len(json.loads(row["vibration"])) == 3 for row in rows)
+    [jsonl] = (tmp_path / "out").glob("telemetry-*.jsonl")
+    assert [json.loads(line)["seq"] for line in jsonl.read_text().splitlines()] == list(range(1, 51))
+    assert not shm_of("telemetry-files")
+
+
+def test_mqtt_twin_relays_every_reading_to_mqtt_and_csv(tmp_path):
+    """The example against a mosquitto of the test's own (MQTT_URL), its simulator publishing 300 readings."""
+    from connectors._mosquitto import Broker
+    broker = Broker(tmp_path / "broker").start()
+    try:
+        client = broker.client("twin-watcher")
+        estimates = []
+        client.on_message = lambda c, u, m: estimates.append((m.topic, json.loads(m.payload)))
+        client.subscribe("twins/#", 1)
+        client.loop_start()
+        env = {**example_env(), "MQTT_URL": broker.url}
+        out = subprocess.run([sys.executable, str(EXAMPLES / "mqtt_twin" / "main.py"), "--simulate", "--frames",
+                              "300"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90)
+        print(out.stdout, out.stderr, sep="\n")
+        deadline = time.monotonic() + 10
+        while len(estimates) < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)           # the last estimates may still be on their way from the broker
+        client.disconnect()
+        client.loop_stop()
+    finally:
+        broker.stop()
+    assert out.returncode == 0, out.stderr
+    with open(tmp_path / "out" / "estimates.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert sorted(int(row["seq"]) for row in rows) == list(range(300))
+    assert sorted(e["seq"] for _, e in estimates) == list(range(300))
+    assert {topic for topic, _ in estimates} == {f"twins/m{i}/estimate" for i in (1, 2, 3)}
+    assert sum(e["alarm"] for _, e in estimates) >= 5          # every 40th reading is a spike
+    assert not shm_of("mqtt-twin")
