@@ -26,6 +26,7 @@ from psycopg import sql
 from edgeflow.connectors import _base
 from edgeflow.connectors._batch import Batch
 from edgeflow.connectors._rows import flatten, payload_items, plain, user_meta
+from edgeflow.errors import ConfigError
 from edgeflow.nodes.base import SinkNode
 
 KEY = ("frame_id", "topic", "ts", "idx")
@@ -77,12 +78,13 @@ class PostgresSink(SinkNode):
 
     Errors: a login no retry can fix (bad password, unknown role or database), a table without the key
     columns or their unique key, a ``schema``/``columns`` column the table lacks, or a missing table with
-    ``create=False`` stop the node at start (a ConfigError: not restarted). A value its column cannot take (a
-    string for a number, NaN in JSON, a NUL in text, too long for a varchar...) makes a bad row: one log
-    line naming the node, table and column, counted in ``bad_rows``; the rest of the batch is committed.
+    ``create=False`` stop the node when first met (a ConfigError: not restarted). A value its column cannot
+    take (a string for a number, NaN in JSON, a NUL in text, too long for a varchar...) makes a bad row: one
+    log line naming the node, table and column, counted in ``bad_rows``; the rest of the batch is committed.
     Anything else (database unreachable, restarting, full; a table changed mid-run) is retried with back-off
-    until it works or the node is stopped. Statistics: the connection's state; events ``rows``,
-    ``duplicates`` (rows already there: redelivered), ``bad_rows``, ``retries``, ``fields_dropped``.
+    (the node's statistics go on meanwhile) until it works or the node is stopped. Statistics: the
+    connection's state; events ``rows``, ``duplicates`` (rows already there: redelivered), ``bad_rows``,
+    ``retries``, ``fields_dropped``.
     """
 
     max_held_frames: ClassVar[int] = 24
@@ -253,6 +255,8 @@ class PostgresSink(SinkNode):
                     self._conn = self._connect()
                 action(self._conn)
                 break
+            except ConfigError:
+                raise                                   # ends the node (the runtime does not restart it)
             except Exception as exc:                    # every failure is retried: nothing accepted is lost
                 why = exc.why if isinstance(exc, _TableError) else _why(exc)
                 if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
@@ -266,7 +270,7 @@ class PostgresSink(SinkNode):
                         why = again.why if isinstance(again, _TableError) else _why(again)
                         self._rollback()
                 self._went_down(why, rows, exc)
-                if self._stopping.wait(self._backoff.next()):
+                if self._wait(self._backoff.next()):
                     return False
         self._backoff.reset()
         self._state.up()
@@ -341,11 +345,16 @@ class PostgresSink(SinkNode):
 
     # -- the table -------------------------------------------------------------------------------------------
     def _first_table(self, conn: psycopg.Connection, data: Any) -> None:
-        """The table of the first message: loaded, or created from the message's fields."""
-        if self._load(conn):
-            return
-        if not self.create:
-            raise _TableError("table", f"table {self._shown!r} does not exist (create=False)")
+        """The table of the first message: loaded, or created from the message's fields. A table that does
+        not fit stops the node (as at start: the database was unreachable then)."""
+        try:
+            if self._load(conn):
+                return
+            if not self.create:
+                raise _TableError("table", f"table {self._shown!r} does not exist (create=False)")
+        except _TableError as exc:
+            self._keep_unwritten()
+            raise _base.option_error(self.name, exc.option, exc.why) from None
         self._create(conn, self._want or infer_columns(payload_items(data)[0], self.columns))
         if not self._load(conn):
             raise _TableError("table", f"table {self._shown!r} vanished right after it was created")
@@ -449,8 +458,14 @@ class PostgresSink(SinkNode):
                                      self._state.target, why)
                 self._state.down(why)
                 _base.count(self, "retries")
-            if self._stopping.wait(self._backoff.next()):
+            if self._wait(self._backoff.next()):
                 return False
+
+    def _wait(self, seconds: float) -> bool:
+        """Back off ``seconds`` while the runtime keeps serving statistics (the connection's state shows
+        while we wait) and the supervisor's messages; True when the node is asked to stop."""
+        wait = getattr(self.context, "wait", None)
+        return wait(seconds) if wait is not None else self._stopping.wait(seconds)
 
     def _rollback(self) -> None:
         try:

@@ -35,6 +35,12 @@ def events(stats: dict, node: str = "db") -> dict:
     return stats["nodes"][node].get("extra", {}).get("events", {})
 
 
+def connection_state(running, node: str = "db") -> dict | None:
+    """The node's one connection as its statistics show it now (None before it reported one)."""
+    connections = running.statistics()["nodes"][node].get("extra", {}).get("connections") or {}
+    return next(iter(connections.values()), None)
+
+
 def wait_for(predicate, timeout: float, what: str):
     """Poll predicate() every 20 ms until it returns something truthy; AssertionError after timeout."""
     deadline = time.monotonic() + timeout
@@ -274,6 +280,9 @@ def test_postgres_stopped_for_5_s_under_load_loses_nothing_and_duplicates_nothin
         with own_cluster.down():
             wait_for(lambda: running.statistics()["nodes"]["src"]["blocked"], 10,
                      "the producer to be held back by the waiting sink")
+            down = wait_for(lambda: (connection_state(running) or {}).get("state") == "down" and
+                            connection_state(running), 10, "the sink's statistics to show the outage")
+            assert down["error"], down
             time.sleep(5)                                  # the fault itself: PostgreSQL away for 5 s
         code = running.wait(RUN_TIMEOUT)
         stats = running.statistics()["nodes"]
@@ -286,21 +295,15 @@ def test_postgres_stopped_for_5_s_under_load_loses_nothing_and_duplicates_nothin
     assert stats["src"]["blocked_seconds"] >= 3, "back-pressure: the producer waited while the sink retried"
 
 
-RING_PIN_BUG = pytest.mark.xfail(strict=True, reason=(
-    "shared base: a held frame whose payload does not view its slot (a dict message without arrays, bytes) "
-    "is acknowledged to the ring as soon as it is decoded (the SlotView dies in shm.Subscriber._frame), so "
-    "context.hold() cannot keep it for redelivery and a crash loses a batch not yet committed"))
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("stall, array", [("after_commit", True), ("mid_batch", True),
-                                          pytest.param("mid_batch", False, marks=RING_PIN_BUG)])
+@pytest.mark.parametrize("stall, array", [("after_commit", True), ("mid_batch", True), ("mid_batch", False)])
 def test_the_sink_killed_mid_batch_or_between_commit_and_ack_loses_and_duplicates_nothing(
         app, postgres, tmp_path, stall, array):
     """The two moments a crash hurts: a batch committed but its frames not yet acknowledged (they come
     again: the key makes them add nothing), and frames accepted whose batch is not committed yet (they come
-    again and are written). Either way every message is in the table exactly once."""
+    again and are written). Either way every message is in the table exactly once, whether its payload views
+    its ring slot (an array in it) or not (a plain dict message: the frame pins the slot itself)."""
     n = 600
     url = postgres.new_database()
     pidfile, stallfile = tmp_path / "pids", tmp_path / "stalled"
@@ -313,7 +316,7 @@ def test_the_sink_killed_mid_batch_or_between_commit_and_ack_loses_and_duplicate
         wait_for(stallfile.exists, 20, "the sink to reach the moment it is killed at")
         pid, rows = (int(x) for x in stallfile.read_text().split())
         committed = count_rows(postgres, url, "crash")
-        assert committed >= 3 * rows > 0 if stall == "after_commit" else committed > 0
+        assert committed >= rows > 0 if stall == "after_commit" else committed > 0
         os.kill(pid, signal.SIGKILL)
         code = running.wait(RUN_TIMEOUT)
         stats = running.statistics()["nodes"]["db"]
@@ -327,25 +330,39 @@ def test_the_sink_killed_mid_batch_or_between_commit_and_ack_loses_and_duplicate
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-def test_a_database_down_when_the_sink_starts_is_waited_for_not_a_crash_loop(app, own_cluster, capfd):
+@pytest.mark.parametrize("table", ["fits", "misfit"])
+def test_a_database_down_when_the_sink_starts_is_waited_for_not_a_crash_loop(app, own_cluster, capfd, table):
+    """The sink waits for the database (statistics show it down, the producer is held back), then writes
+    everything; a table found not to fit once the database answers stops it as it would have at start."""
     n = 100
     url = own_cluster.new_database()
+    if table == "misfit":
+        own_cluster.execute(url, "CREATE TABLE t (x integer)")
     own_cluster.shutdown()
     try:
         ef = EdgeApp(app)
         ef.node(pg_nodes.Steady, name="src", count=n, fps=None)
-        ef.node(PostgresSink, name="db", url=url, table="late")
+        ef.node(PostgresSink, name="db", url=url, table="t")
         ef.link("src").to("db")
         with ef.start() as running:
             wait_for(lambda: running.statistics()["nodes"]["src"]["blocked"], 15,
                      "the producer to be held back while the sink waits for the database")
+            state = wait_for(lambda: connection_state(running), 10, "the sink's connection state")
+            assert state["state"] == "down" and "refused" in state["error"].lower(), state
             own_cluster.start()
             code = running.wait(RUN_TIMEOUT)
             stats = running.statistics()["nodes"]["db"]
     finally:
         own_cluster.start()
-    assert code == 0 and stats["restarts"] == 0, stats
-    check_exactly_once(own_cluster, url, "late", n)
-    assert stats["extra"]["events"]["retries"] >= 1
-    said = [line for line in capfd.readouterr().err.splitlines() if "cannot reach" in line]
-    assert len(said) == 1 and "node 'db'" in said[0] and f":{own_cluster.port}/" in said[0], said
+    err = capfd.readouterr().err
+    # one line for the outage however many retries (another may follow if the server is caught starting up)
+    said = [line for line in err.splitlines() if "cannot reach" in line and "refused" in line]
+    assert len(said) == 1 and "node 'db'" in said[0] and f":{own_cluster.port}/" in said[0], err
+    assert stats["restarts"] == 0 and stats["extra"]["events"]["retries"] >= 1, stats
+    if table == "misfit":
+        assert code == 2
+        lines = [line for line in err.splitlines() if "lacks the column(s)" in line]
+        assert len(lines) == 1 and "node 'db': option 'table': table 't'" in lines[0], err
+        return
+    assert code == 0
+    check_exactly_once(own_cluster, url, "t", n)
