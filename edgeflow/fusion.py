@@ -29,11 +29,11 @@ compiled one is not built and none was asked for.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edgeflow.config import settings
 from edgeflow.errors import ConfigError
 
 __all__ = ["Matcher", "MatcherStatistics", "DROP_REASONS", "POLICIES"]
@@ -174,7 +174,7 @@ def _load_core(requested: str | None) -> tuple[str, Any]:
     """The implementation to use and its module: the one asked for, else the environment's, else compiled."""
     if requested is not None and requested not in _MODULES:
         raise ConfigError(f"Matcher: implementation must be 'compiled' or 'python', not {requested!r}")
-    if requested is None and os.environ.get("EDGEFLOW_PURE_MATCHER") == "1":
+    if requested is None and settings.EDGEFLOW_PURE_MATCHER:
         requested = "python"
     if requested == "python":
         return requested, importlib.import_module(_MODULES["python"])

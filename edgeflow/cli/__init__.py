@@ -16,13 +16,13 @@ traceback.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import traceback
 from typing import Any
 
 import click
 
+from edgeflow.config import settings as _settings   # not `settings`: the subcommand module of that name
 from edgeflow.errors import ConfigError, EdgeFlowError
 
 __all__ = ["cli", "main", "COMMANDS"]
@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("edgeflow.cli.doctor:doctor", "Check this machine for what EdgeFlow needs, with fixes."),
     "logs": ("edgeflow.cli.logs:logs", "Show a deployed node's logs (kubectl logs)."),
     "dashboard": ("edgeflow.cli.logs:dashboard", "Print (or open) the gateway's dashboard URL."),
+    "settings": ("edgeflow.cli.settings:settings", "Show each setting's value and where it came from."),
 }
 """Subcommand name -> ("module:attribute", one-line help shown by ``edgeflow --help``)."""
 
@@ -49,7 +50,7 @@ def is_debug() -> bool:
     root = ctx.find_root() if ctx is not None else None
     if root is not None and isinstance(root.obj, dict) and root.obj.get("debug"):
         return True
-    return os.environ.get("EDGEFLOW_DEBUG", "") not in ("", "0")
+    return _settings.get("EDGEFLOW_DEBUG", fallback=False)   # a bad settings file is the error being shown
 
 
 class CommandFailed(click.ClickException):

@@ -18,7 +18,7 @@ import socket
 from collections.abc import Callable
 import click
 
-from edgeflow.config import DEFAULT_GATEWAY_HTTP_PORT, DEFAULT_GATEWAY_TCP_PORT
+from edgeflow.config import DEFAULT_GATEWAY_HTTP_PORT, DEFAULT_GATEWAY_TCP_PORT, settings
 
 SHM = "/dev/shm"
 SHM_RECOMMENDED = 256 * 1024 * 1024      # a few rings of full-HD frames (8 slots of 6 MB = 50 MB each)
@@ -147,7 +147,7 @@ def check_redis(url: str | None) -> Check:
 
 def check_port(var: str, default: int) -> Check:
     """The gateway port in ``var`` is free to listen on."""
-    raw = os.environ.get(var, str(default))
+    raw = str(settings.given(var) or default)
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         return Check(var, "fail", f"{var}={raw!r} is not a port number", f"set {var} to a port (1-65535)")
     port = int(raw)

@@ -14,12 +14,12 @@ opens its connections later, in the process that needs them.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from edgeflow.config import settings
 from edgeflow.errors import ConfigError
 
 DEFAULT_HOST = "localhost"
@@ -142,8 +142,8 @@ class DualRedisBroker(_RedisBrokerBase):
         self.address = _parse(self.url, "DualRedisBroker")
         if data_url is not None and (data_host is not None or data_port is not None):
             raise ConfigError("DualRedisBroker: give either a data_url or data_host/data_port, not both")
-        if data_url is None and data_host is None and data_port is None and os.environ.get("DATA_REDIS_URL"):
-            data_url = os.environ["DATA_REDIS_URL"]
+        if data_url is None and data_host is None and data_port is None and settings.given("DATA_REDIS_URL"):
+            data_url = settings.given("DATA_REDIS_URL")
         if data_url is None:
             data_url = _build_url(
                 data_host or _env_host("DATA_REDIS_HOST", self.address.host),
@@ -177,20 +177,20 @@ def _control_url(what: str, url: str | None, host: str | None, port: Any, passwo
         if host is not None or port is not None or password is not None:
             raise ConfigError(f"{what}: give either a URL or host/port/password, not both")
         return url
-    if host is None and port is None and password is None and os.environ.get("REDIS_URL"):
-        return os.environ["REDIS_URL"]            # a whole URL from the environment (deploy sets it)
+    if host is None and port is None and password is None and settings.given("REDIS_URL"):
+        return settings.given("REDIS_URL")        # a whole URL (deploy sets it in the environment)
     port = _port(port, f"{what} port") if port is not None else _env_port("REDIS_PORT", DEFAULT_PORT)
     if password is None:
-        password = os.environ.get("REDIS_PASSWORD") or None
+        password = settings.given("REDIS_PASSWORD") or None
     return _build_url(host or _env_host("REDIS_HOST", DEFAULT_HOST), port, password, db)
 
 
 def _env_host(var: str, default: str) -> str:
-    return os.environ.get(var) or default
+    return settings.given(var) or default
 
 
 def _env_port(var: str, default: int) -> int:
-    raw = os.environ.get(var)
+    raw = settings.given(var)
     if not raw:
         return default
     return _port(raw, f"${var}")

@@ -7,6 +7,7 @@
     --frames N     each producer stops after N frames; the run ends when every node has drained
     --duration S   stop after S seconds
     --stats [S]    print node statistics every S seconds (default 5)
+    --log-format F text (default) or json: one JSON object per log line, node processes included
 
 Every run ends with a summary (per node: frames in/out, errors, restarts, drops by reason; what failed) and
 exits 0 only when nothing failed: see supervisor.py. A ``--node`` run exits 1 when its node failed, was
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 
+from edgeflow import _logging
+from edgeflow.config import settings
 from edgeflow.errors import ConfigError, EdgeFlowError
 from edgeflow.runtime import plan as planning
 from edgeflow.transport import shm
@@ -31,18 +33,21 @@ log = logging.getLogger("edgeflow")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The run's own flags; anything else on the command line is left for the user's script."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--node", default=os.environ.get("EDGEFLOW_NODE"))
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)   # a script's --log stays its own
+    parser.add_argument("--node", default=settings.EDGEFLOW_NODE)
     parser.add_argument("--replica", type=int, default=0)
     parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--stats", type=float, nargs="?", const=5.0, default=None)
     parser.add_argument("--debug", action="store_true")
+    parser.add_argument("--log-format", default=None)
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if args.frames is not None and args.frames < 1:
         raise ConfigError(f"--frames {args.frames}: must be at least 1")
     if args.duration is not None and args.duration <= 0:
         raise ConfigError(f"--duration {args.duration}: must be positive")
+    if args.log_format not in (None, *_logging.FORMATS):
+        raise ConfigError(f"--log-format {args.log_format}: must be text or json")
     return args
 
 
@@ -50,7 +55,7 @@ def run_app(app, argv: list[str] | None = None) -> int:
     """Run ``app`` as the command line asks; returns the exit code (0 ok, 1 a node failed, 2 config error)."""
     try:
         args = parse_args(argv)
-        logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
+        _logging.configure(level=logging.DEBUG if args.debug else None, log_format=args.log_format)
         graph = app.graph()
         if args.node:
             return run_one(graph, args)

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import signal
 import threading
 import time
 import traceback
 from typing import Any
 
+from edgeflow import _logging
+from edgeflow.config import settings
 from edgeflow.errors import BackpressureTimeout, ConfigError, HeldFramesError, NodeError
 from edgeflow.frame import Frame
 from edgeflow.nodes.base import EndOfStream
@@ -46,7 +47,7 @@ SERVICE_PERIOD = 0.01        # seconds between looks at the supervisor's message
 CONFIG_EXIT = 2              # a node process's exit code for a configuration error: not restarted
 STOP_EXIT = 4                # a node process's exit code after on_error="stop": not restarted, the run fails
 GONE_EXIT = 5                # a node's DURABLE consumer is gone for good: not restarted, the run fails
-DURABLE_GRACE = float(os.environ.get("EDGEFLOW_DURABLE_GRACE", "60"))   # seconds a distributed consumer may
+DURABLE_GRACE = settings.EDGEFLOW_DURABLE_GRACE    # seconds a distributed consumer may
                              # be missing from the registry before a node waiting for it gives up
 BLOCKED_LOG_AFTER = 5.0      # seconds of back-pressure before a node says whom it waits for (then every minute)
 REPEAT_EVERY = 1000          # after the first log line of an error: one at the 100th, then every 1000th
@@ -628,7 +629,7 @@ class GatewayRuntime:
 def node_main(job: NodeJob, conn) -> None:
     """Entry point of a node process: run the node, exit 0 when its stream ended or it was stopped."""
     _die_with_parent()
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {job.spec.name}[{job.replica}] %(message)s")
+    _logging.configure(job.spec.name, job.replica)
     runner = NodeRunner(job, conn)
     signal.signal(signal.SIGTERM, runner.stop)
     signal.signal(signal.SIGINT, runner.stop)

@@ -56,7 +56,7 @@ def tcp_bind_host(broker) -> str:
 def advertised_address(broker) -> str:
     """The address other hosts reach this one at: $GATEWAY_HOST when set, else the local address of the route
     to the broker."""
-    host = os.environ.get("GATEWAY_HOST")
+    host = settings.given("GATEWAY_HOST")
     if host and host != "localhost":
         return host
     target = broker.address.host if hasattr(broker, "address") else "127.0.0.1"

@@ -17,6 +17,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from edgeflow.comms.brokers import DualRedisBroker, RedisBroker
+from edgeflow.config import settings
 from edgeflow.errors import BrokenResourceError, ConfigError
 from edgeflow.qos import QoS
 from edgeflow.transport._redis_lua import CREATE_GROUP_SCRIPT, TAKE_SCRIPT, Script
@@ -41,7 +42,7 @@ _consumers = itertools.count(1)
 
 def names(app: str | None, topic: str) -> tuple[str, str]:
     """(app, topic), checked; the app defaults to ``$EDGEFLOW_APP`` or ``"default"``."""
-    app = app if app is not None else os.environ.get("EDGEFLOW_APP", DEFAULT_APP)
+    app = app if app is not None else settings.EDGEFLOW_APP
     if not isinstance(app, str) or not _APP.fullmatch(app):
         raise ConfigError(f"app name {app!r}: use 1-64 letters, digits, '-' or '_'")
     if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):

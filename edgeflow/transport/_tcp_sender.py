@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeflow.config import settings
 from edgeflow.errors import ClosedResourceError, ConfigError, FrameTooLarge, ProtocolError, ReceiveTimeout
 from edgeflow.frame import Frame
 from edgeflow.qos import QoS
@@ -619,7 +620,7 @@ class TcpSender:
                  token: str | bytes | None = None, codec: str | None = None, connect_timeout: float = 5.0,
                  stall_timeout: float = 10.0, backoff: Backoff | tuple[float, float] = (0.05, 5.0)) -> None:
         self._core: _SenderCore | None = None
-        app = app if app is not None else os.environ.get("EDGEFLOW_APP", "default")
+        app = app if app is not None else settings.EDGEFLOW_APP
         if not isinstance(topic, str) or not _wire.TOPIC.fullmatch(topic):
             raise ConfigError(f"topic {topic!r}: use 1-100 letters, digits, '-', '_' or '.', "
                               "not starting with '.'")

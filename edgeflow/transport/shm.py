@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgeflow._fast import ring as _ring
+from edgeflow.config import settings
 from edgeflow.errors import (ClosedResourceError, ConfigError, FrameTooLarge, ProtocolError, ReceiveTimeout,
                              WriterGone)
 from edgeflow.frame import Frame
@@ -48,7 +49,7 @@ def ring_name(app: str | None, topic: str) -> str:
     Topics may use letters, digits, ``-``, ``_`` and ``.``; app names the same but ``.`` (so that app ``a`` with
     topic ``b.c`` and app ``a.b`` with topic ``c`` can never collide).
     """
-    app = app if app is not None else os.environ.get("EDGEFLOW_APP", DEFAULT_APP)
+    app = app if app is not None else settings.EDGEFLOW_APP
     if not isinstance(app, str) or not _APP.fullmatch(app):
         raise ConfigError(f"app name {app!r}: use 1-64 letters, digits, '-' or '_' (no '.')")
     if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
