@@ -36,3 +36,13 @@ __all__ = [
     "BrokenResourceError", "WriterGone", "ReceiveTimeout", "BackpressureTimeout", "FrameTooLarge",
     "LayoutMismatch", "ProtocolError", "HeldFramesError", "InternalError", "__version__",
 ]
+__all__ += ["load"]
+
+
+def __getattr__(name: str):
+    # edgeflow.load(path_or_paths): a pipeline file (YAML, JSON) as an EdgeApp; lazy, so `import edgeflow`
+    # does not import PyYAML (see edgeflow.pipeline)
+    if name == "load":
+        from edgeflow.pipeline import load
+        return load
+    raise AttributeError(f"module 'edgeflow' has no attribute {name!r}")

@@ -7,6 +7,10 @@ folders behave as under ``python FILE``. ``edgeflow.graph._run_hook`` intercepts
 - ``load_app(FILE)`` stops the file at ``app.run()`` and returns the app (graph, deploy, clean);
 - ``run_file(FILE, argv, action)`` calls ``action(app, argv)`` in place of the run while the file is still
   ``__main__``: node processes the launcher spawns re-import it as ``python FILE``'s would (``run``).
+
+A pipeline file (``.yaml``, ``.yml``, ``.json``; see edgeflow.pipeline) is loaded by ``edgeflow.load``
+instead, merged with the ``-c`` files after it: ``pipeline_files`` tells which it is, ``load_any`` loads
+either kind, and ``reported()`` prints a PipelineError as its lines (exit code 2).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import runpy
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from edgeflow import graph as graph_module
 from edgeflow.errors import ConfigError
@@ -32,17 +36,22 @@ class _Captured(BaseException):
         self.app = app
 
 
+PIPELINE_NAMES = ("pipeline.yaml", "pipeline.yml", "pipeline.json")
+"""What a folder without main.py is run from."""
+
+
 def resolve(file: str | os.PathLike) -> Path:
-    """The pipeline file: FILE itself, or FILE/main.py for a folder.
+    """The pipeline file: FILE itself, or for a folder its main.py (else its pipeline.yaml).
 
     Raises:
         ConfigError: no such file (exit code 2).
     """
     path = Path(file)
     if path.is_dir():
-        if not (path / "main.py").is_file():
-            raise ConfigError(f"{file}: a folder without main.py")
-        path = path / "main.py"
+        inside = [path / name for name in ("main.py", *PIPELINE_NAMES) if (path / name).is_file()]
+        if not inside:
+            raise ConfigError(f"{file}: a folder without main.py (or pipeline.yaml)")
+        path = inside[0]
     if not path.is_file():
         raise ConfigError(f"{file}: no such file")
     return path
@@ -138,3 +147,54 @@ def _only_app(path: Path, namespace: dict[str, Any]) -> Any:
         raise ConfigError(f"{path}: defines no EdgeApp and never called app.run()")
     names = ", ".join(sorted(repr(a.name) for a in apps.values()))
     raise ConfigError(f"{path}: defines several apps ({names}) and ran none; call app.run() on one")
+
+
+def is_pipeline(path: str | os.PathLike) -> bool:
+    """True for a pipeline file name (.yaml, .yml, .json) rather than a Python file."""
+    return str(path).lower().endswith((".yaml", ".yml", ".json"))
+
+
+def pipeline_files(file: str | os.PathLike | None, configs: Sequence[str] = ()) -> list[str] | None:
+    """The pipeline files to merge (FILE, then each ``-c``), or None when FILE is a Python file.
+
+    Raises:
+        ConfigError: neither FILE nor ``-c`` given, or no such FILE.
+    """
+    if file is None:
+        if not configs:
+            raise ConfigError("give a pipeline: FILE (main.py, pipeline.yaml) or -c FILE.yaml")
+        return [os.fspath(config) for config in configs]
+    path = resolve(file)
+    if is_pipeline(path):
+        return [str(path), *map(os.fspath, configs)]
+    return None
+
+
+def load_any(file: str | os.PathLike | None, configs: Sequence[str] = (), argv: list[str] | None = None) -> Any:
+    """The app of FILE: a pipeline file (merged with ``configs``) through ``edgeflow.load``, a Python file
+    through ``load_app``.
+
+    Raises:
+        ConfigError: ``configs`` given with a Python FILE, or as ``load_app`` and ``edgeflow.load`` raise.
+    """
+    files = pipeline_files(file, configs)
+    if files is None:
+        if configs:
+            raise ConfigError(f"-c {configs[0]}: -c merges pipeline files (YAML, JSON); {file} is a Python file")
+        return load_app(file, argv)
+    from edgeflow import pipeline
+    return pipeline.load(files)
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Print a PipelineError as its lines on stderr, one per problem, and exit with code 2."""
+    try:
+        yield
+    except Exception as exc:
+        errors = sys.modules.get("edgeflow.pipeline.errors")     # no pipeline loaded: none can be raised
+        if errors is None or not isinstance(exc, errors.PipelineError):
+            raise
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        raise SystemExit(2) from None

@@ -4,6 +4,7 @@
     edgeflow deploy main.py --dry-run              manifests and Dockerfiles into a new temporary folder (printed)
     edgeflow deploy main.py --dry-run --no-build --out k8s/     regenerate a manifests folder on purpose
     edgeflow clean main.py --namespace demo        (or: edgeflow deploy main.py --namespace demo --clean)
+    edgeflow deploy pipeline.yaml -c site.yaml --dry-run    a pipeline file (merged with -c files) likewise
 
 Defaults as in the original EdgeFlow: ``--registry localhost:5000``, ``--namespace edgeflow``.
 
@@ -13,6 +14,10 @@ Steps of a deploy: load FILE (as ``python FILE``) and validate its graph; write 
 dependencies), each from a build context holding the project and EdgeFlow's own source (see
 edgeflow.deploy.dockerfile); ``kubectl apply -f OUT`` (unless --dry-run, which prints each command instead
 of running it).
+
+A pipeline file's project is its folder; the ``-c`` files must be inside it too (the image holds only the
+project), and each node's container runs ``edgeflow run pipeline.yaml -c site.yaml --node NAME``. Its
+``${VAR}`` references are checked against this environment now and read from the Pod's when it runs.
 
 A dry run never writes into the project or the current folder unless ``--out`` says so: without it, it writes
 into a new temporary folder and prints its path (with the build contexts under ``<out>/docker/``).
@@ -49,12 +54,34 @@ def image_ref(registry: str, app: str, tag: str) -> str:
     return f"{registry}/{dns_name(app)}:{tag}"
 
 
-def _project(file: str) -> tuple[Path, str]:
-    """(project folder, the pipeline file's path inside it)."""
+def _project(file: str | None, configs: tuple[str, ...] = ()) -> tuple[Path, str, list[str]]:
+    """(project folder, the pipeline file's path inside it, the ``-c`` files' paths inside it).
+
+    Raises:
+        ConfigError: a ``-c`` file outside the project folder.
+    """
     from edgeflow.cli import _load
 
-    path = _load.resolve(file).resolve()
-    return path.parent, path.name
+    files = _load.pipeline_files(file, configs) or [str(_load.resolve(file))]
+    path = Path(files[0]).resolve()
+    inside = []
+    for config in files[1:]:
+        other = Path(config).resolve()
+        if not other.is_relative_to(path.parent):
+            raise ConfigError(f"-c {config}: outside the project folder {path.parent} (the image holds only "
+                              "the project's files)")
+        inside.append(other.relative_to(path.parent).as_posix())
+    return path.parent, path.name, inside
+
+
+def _with_configs(objects: list[dict], file: str, configs: list[str]) -> None:
+    """Make every node container's ``edgeflow run FILE`` merge the ``-c`` files too."""
+    extra = [arg for config in configs for arg in ("-c", config)]
+    for obj in objects:
+        for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            args = container.get("args", [])
+            if container.get("command") == ["edgeflow"] and args[:2] == ["run", file]:
+                container["args"] = [*args[:2], *extra, *args[2:]]
 
 
 def _summary(objects: list[dict]) -> str:
@@ -64,12 +91,14 @@ def _summary(objects: list[dict]) -> str:
     return ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in counts.items())
 
 
-def do_clean(file: str, namespace: str, context: str | None, dry_run: bool) -> None:
+def do_clean(file: str | None, namespace: str, context: str | None, dry_run: bool,
+             configs: tuple[str, ...] = ()) -> None:
     """Delete what deploy created for FILE's app in ``namespace`` (by label; the Namespace stays)."""
     from edgeflow.cli import _load
     from edgeflow.deploy import kubectl, manifests
 
-    app = _load.load_app(file)
+    with _load.reported():
+        app = _load.load_any(file, configs)
     kubectl.delete(namespace, manifests.selector(app.name), context=context, dry_run=dry_run)
     click.echo(f"{'would remove' if dry_run else 'removed'} the objects of app {app.name!r} in namespace "
                f"{namespace!r} (selector {manifests.selector(app.name)}); the namespace itself is left")
@@ -81,7 +110,9 @@ DEFAULT_OUT = Path("k8s")                # a real deploy's manifests, relative t
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("file", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("file", required=False, type=click.Path(dir_okay=True, path_type=str))
+@click.option("-c", "--config", "configs", multiple=True, metavar="FILE",
+              help="A pipeline file (YAML or JSON) merged over FILE's; repeat it: later files win.")
 @click.option("--registry", default=DEFAULT_REGISTRY, show_default=True, metavar="R",
               help="Where the images go, e.g. docker.io/yourname.")
 @click.option("--namespace", "-n", default=DEFAULT_NAMESPACE, show_default=True, metavar="N",
@@ -95,8 +126,8 @@ DEFAULT_OUT = Path("k8s")                # a real deploy's manifests, relative t
 @click.option("--kube-context", metavar="C", help="kubectl context (default: the current one).")
 @click.option("--tag", metavar="T", help="Image tag (default: sha-<hash of the project's files>).")
 @click.option("--clean", is_flag=True, help="Remove what an earlier deploy of this app created instead.")
-def deploy(file: str, registry: str, namespace: str, output: Path | None, dry_run: bool, no_build: bool,
-           kube_context: str | None, tag: str | None, clean: bool) -> None:
+def deploy(file: str | None, configs: tuple[str, ...], registry: str, namespace: str, output: Path | None,
+           dry_run: bool, no_build: bool, kube_context: str | None, tag: str | None, clean: bool) -> None:
     """Deploy FILE's app to Kubernetes: images, manifests in --out, kubectl apply.
 
     One image for the project, plus one per distinct node.toml [build] table (base image and dependencies);
@@ -105,14 +136,15 @@ def deploy(file: str, registry: str, namespace: str, output: Path | None, dry_ru
     DualRedisBroker) with a generated password in a Secret; the gateway's NodePort Service.
     """
     if clean:
-        do_clean(file, namespace, kube_context, dry_run)
+        do_clean(file, namespace, kube_context, dry_run, configs)
         return
     from edgeflow import __version__
     from edgeflow.cli import _load
     from edgeflow.deploy import dockerfile, kubectl, manifests, render
 
-    graph = _load.load_app(file).graph()
-    project, inside = _project(file)
+    with _load.reported():
+        graph = _load.load_any(file, configs).graph()
+    project, inside, overlays = _project(file, configs)
     if output is None:
         # a dry run must not rewrite anything tracked (a project's k8s/): it gets a folder of its own
         output = Path(tempfile.mkdtemp(prefix="edgeflow-deploy-")) if dry_run else DEFAULT_OUT
@@ -124,7 +156,9 @@ def deploy(file: str, registry: str, namespace: str, output: Path | None, dry_ru
     password = render.existing_password(output, manifests.secret_name(graph.app)) or secrets.token_hex(24)
     objects = manifests.build(graph, manifests.DeployConfig(image=image, namespace=namespace,
                                                             password=password, file=inside, images=images))
-    written, stale = render.write(objects, output, source=file)
+    _with_configs(objects, inside, overlays)
+    written, stale = render.write(objects, output, source=" ".join([*([file] if file else []),
+                                                                      *(f"-c {c}" for c in configs)]))
     click.echo(f"app {graph.app}: {_summary(objects)} in {render.relative(output)}/")
     for path in written:
         click.echo(f"  wrote {render.relative(path)}")
@@ -177,16 +211,19 @@ def _build(project: Path, plans: list, output: Path, *, dry_run: bool, exclude: 
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("file", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("file", required=False, type=click.Path(dir_okay=True, path_type=str))
+@click.option("-c", "--config", "configs", multiple=True, metavar="FILE",
+              help="A pipeline file merged over FILE's (as given to deploy).")
 @click.option("--namespace", "-n", default=DEFAULT_NAMESPACE, show_default=True, metavar="N",
               help="The namespace it was deployed to.")
 @click.option("--kube-context", metavar="C", help="kubectl context (default: the current one).")
 @click.option("--dry-run", is_flag=True, help="Print the kubectl command instead of running it.")
-def clean(file: str, namespace: str, kube_context: str | None, dry_run: bool) -> None:
+def clean(file: str | None, configs: tuple[str, ...], namespace: str, kube_context: str | None,
+          dry_run: bool) -> None:
     """Remove what `edgeflow deploy FILE` created, and nothing else.
 
     Deletes Deployments, StatefulSets, Services, ConfigMaps and Secrets labelled
     app.kubernetes.io/managed-by=edgeflow and app.kubernetes.io/instance=<app> in the namespace; the
     namespace itself stays (other things may live in it).
     """
-    do_clean(file, namespace, kube_context, dry_run)
+    do_clean(file, namespace, kube_context, dry_run, configs)

@@ -4,9 +4,15 @@
     edgeflow graph main.py --format mermaid   a Mermaid flowchart (paste into Markdown)
     edgeflow graph main.py --format dot       Graphviz (edgeflow graph main.py -f dot | dot -Tsvg > g.svg)
     edgeflow graph main.py --format json      {"app", "broker", "nodes": [...], "edges": [...]} on stdout only
+    edgeflow graph main.py --format yaml > pipeline.yaml     the app as a pipeline file (edgeflow.pipeline)
+    edgeflow graph pipeline.yaml -c site.yaml                 a pipeline file, merged with others
 
 The JSON object is the one the gateway's ``/api/graph`` serves: ``Graph.to_dict()`` with ``transport`` and
 ``reason`` on every edge (one edge per link; replicas are not expanded).
+
+Secrets never show: the graph view masks options named like one (password, token, ...) and URL passwords,
+and for a pipeline file also every value that came from a secret ``${VAR}`` (edgeflow.pipeline.subst).
+``--format yaml`` of a pipeline file writes the merged files with their ``${VAR}`` references as written.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 import click
 
-FORMATS = ("text", "mermaid", "dot", "json")
+FORMATS = ("text", "mermaid", "dot", "json", "yaml")
 
 
 def edge_routes(graph: Any) -> dict[tuple[str, str], tuple[str, str]]:
@@ -123,15 +129,18 @@ def format_dot(view: dict[str, Any]) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("file", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("file", required=False, type=click.Path(dir_okay=True, path_type=str))
+@click.option("-c", "--config", "configs", multiple=True, metavar="FILE",
+              help="A pipeline file (YAML or JSON) merged over FILE's; repeat it: later files win.")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="Output format.")
+              help="Output format (yaml: a pipeline file that loads to the same graph).")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-def graph(file: str, fmt: str, as_json: bool) -> None:
+def graph(file: str | None, configs: tuple[str, ...], fmt: str, as_json: bool) -> None:
     """Validate FILE's pipeline and print it with each link's QoS and route.
 
     With --format json, stdout carries only the JSON object (what the gateway's /api/graph serves);
-    anything the file prints while loading goes to stderr.
+    anything the file prints while loading goes to stderr. --format yaml writes the app as a pipeline file
+    (write it next to main.py: it names main.py's classes as main:Class).
     """
     import contextlib
     import sys
@@ -139,11 +148,36 @@ def graph(file: str, fmt: str, as_json: bool) -> None:
     from edgeflow.cli import _load
 
     fmt = "json" if as_json else fmt
-    with contextlib.redirect_stdout(sys.stderr):     # a script's prints must not corrupt the output
-        g = _load.load_app(file).graph()
-    if fmt == "text":
-        click.echo(format_text(g))
+    with contextlib.redirect_stdout(sys.stderr), _load.reported():     # a script's prints must not corrupt it
+        app = _load.load_any(file, configs)
+        g = app.graph()
+    source = _source(app)
+    if fmt == "yaml":
+        click.echo(_yaml(app, source, file), nl=False)
         return
-    view = graph_view(g)
+    mask = source.secrets.mask if source is not None else (lambda value: value)
+    if fmt == "text":
+        click.echo(mask(format_text(g)))
+        return
+    view = mask(graph_view(g))
     click.echo({"json": lambda v: json.dumps(v, indent=2), "mermaid": format_mermaid,
                 "dot": format_dot}[fmt](view))
+
+
+def _source(app: Any) -> Any:
+    """The pipeline Source of an app loaded from files, or None (edgeflow.pipeline not imported: none)."""
+    import sys
+    loaded = sys.modules.get("edgeflow.pipeline.load")
+    return loaded.source_of(app) if loaded is not None else None
+
+
+def _yaml(app: Any, source: Any, file: str | None) -> str:
+    from edgeflow.cli import _load
+    from edgeflow.pipeline import export
+
+    if source is not None:
+        return export.raw_yaml(source)
+    text, notes = export.graph_yaml(app, _load.resolve(file))
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    return text

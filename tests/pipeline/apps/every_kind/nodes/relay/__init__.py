@@ -1,0 +1,6 @@
+from edgeflow import ConsumerNode
+
+
+class Relay(ConsumerNode):
+    def process(self, data):
+        return data
