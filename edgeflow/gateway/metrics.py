@@ -16,6 +16,9 @@ figures are the ones the dashboard shows. Names and labels:
     edgeflow_connector_events_total{node,event}   connector events (spooled, overflow, bad_payload, rows, ...)
                                over ("up", "down": unreachable, "full": Redis refuses writes for memory,
                                which is back-pressure on a DURABLE edge, never a loss)
+    edgeflow_model_info{node,version}       = 1 for the model version a model node runs (edgeflow.models; one
+                               per version while replicas differ), edgeflow_model_reloads_total{node} and
+                               edgeflow_model_reload_failures_total{node} (a new version that failed to load)
     edgeflow_topic_*{topic}    what the gateway received and served per topic: frames, fps,
                                frame_age_seconds, viewers{kind}, jpeg_encodes, frames_sent, frames_skipped
                                (a viewer was too slow), encode_seconds and delivery_seconds (histograms: frame
@@ -118,7 +121,9 @@ def node_families(stats: dict) -> Iterable[Metric]:
     connector_events = CounterMetricFamily("edgeflow_connector_events",
                                            "Connector events: spooled, overflow, bad_payload, retries, rows, ...",
                                            labels=["node", "event"])
+    models = ModelFamilies()
     for name, node in (stats.get("nodes") or {}).items():
+        models.add(name, (node.get("extra") or {}).get("model"))
         for key, family in counters.items():
             family.add_metric([name], node.get(key) or 0)
         fps.add_metric([name], node.get("fps") or 0.0)
@@ -147,7 +152,35 @@ def node_families(stats: dict) -> Iterable[Metric]:
         for event, n in sorted((extra.get("events") or {}).items()):
             connector_events.add_metric([name, str(event)], n)
     return [*counters.values(), waited, fps, failing, blocked, replicas, drops, processing, latency, offset,
-            silent, route_state, connector_up, connector_events]
+            silent, route_state, connector_up, connector_events, *models.families()]
+
+
+class ModelFamilies:
+    """The model nodes' series, from ``extra["model"]`` (edgeflow.models.ModelNode): the version in use (the
+    replicas' ``versions`` when their merged statistics list them, else ``version``) and the reload counts."""
+
+    def __init__(self) -> None:
+        self.info = InfoMetricFamily("edgeflow_model", "The model version a model node runs.",
+                                     labels=["node"])
+        self.reloads = CounterMetricFamily("edgeflow_model_reloads",
+                                           "New model versions a model node switched to.", labels=["node"])
+        self.failures = CounterMetricFamily("edgeflow_model_reload_failures",
+                                            "New model versions that failed to load or init; the old ran on.",
+                                            labels=["node"])
+
+    def add(self, node: str, model: Any) -> None:
+        """The series of one node (nothing unless it runs a model)."""
+        if not isinstance(model, dict):
+            return
+        versions = model.get("versions") or [model.get("version")]
+        for version in sorted({str(v) for v in versions if v is not None}):
+            self.info.add_metric([node], {"version": version})
+        self.reloads.add_metric([node], float(model.get("reloads") or 0))
+        self.failures.add_metric([node], float(model.get("reload_failures") or 0))
+
+    def families(self) -> list[Metric]:
+        """The three families (empty when no node runs a model)."""
+        return [self.info, self.reloads, self.failures]
 
 
 def edge_families(stats: dict, graph: dict) -> Iterable[Metric]:

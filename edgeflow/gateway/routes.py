@@ -12,6 +12,10 @@
     GET /api/topics/{t}   one topic; ``value`` holds the data of a non-image payload
     GET /metrics          Prometheus text (see metrics.py), plus the gateway's own guard figures (GuardCollector:
                           malformed HTTP requests, and the TCP ingest's connections, frames and rejections)
+    POST /api/nodes/{name}/reload   a model node loads its model afresh (edgeflow.models): body
+                          ``{"version": "1.3"}`` optional, ``?timeout=`` seconds (30); 200 with each replica's
+                          answer, 422 when the new version failed (the old one runs on), 404 unknown node, 400
+                          a node that takes no control messages, 504 no answer in time, 501 in a --node run
 
 Every response is JSON except the page, the health texts and the metrics. Handlers read the runtime through
 the object the runtime passed in; a runtime call that raises is logged once and answered from empty figures,
@@ -20,6 +24,7 @@ never with a crash.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import json
@@ -360,6 +365,57 @@ class GuardCollector:
         yield from (conns, frames, auth, rejected)
 
 
+RELOAD_TIMEOUT = 30.0          # seconds the reload route waits for every replica's answer, unless ?timeout=
+
+
+async def reload_node(request: web.Request) -> web.Response:
+    """``POST /api/nodes/{name}/reload``: a control message to every replica of the node (through the
+    supervisor; see edgeflow.runtime.control), answered once all replicas answered."""
+    name = request.match_info["name"]
+    body: Any = {}
+    if request.can_read_body:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise json_error(400, "the body must be JSON, e.g. {\"version\": \"1.3\"}") from None
+    version = body.get("version") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or (version is not None and (isinstance(version, bool)
+                                                               or not isinstance(version, (str, int, float)))):
+        raise json_error(400, "the body must be a JSON object; \"version\" a string")
+    try:
+        timeout = float(request.query.get("timeout", RELOAD_TIMEOUT))
+    except ValueError:
+        raise json_error(400, "timeout must be a number of seconds", parameter="timeout") from None
+    if not 0 < timeout <= 600:
+        raise json_error(400, "timeout must be 0-600 seconds", parameter="timeout")
+    names = [n.get("name") for n in request.app[VIEWS].graph_dict().get("nodes") or ()]
+    if names and name not in names:
+        raise json_error(404, f"unknown node '{name}'", node=name)
+    control = getattr(request.app[RUNTIME], "control", None)
+    message = {"action": "reload", **({"version": str(version)} if version is not None else {})}
+    try:
+        if control is None:
+            raise NotImplementedError("this runtime relays no control messages")
+        future = control(name, message)
+    except NotImplementedError as exc:
+        return json_response({"error": str(exc), "status": 501, "node": name}, status=501)
+    try:
+        answer = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+    except asyncio.TimeoutError:
+        return json_response({"error": f"node '{name}' did not answer within {timeout:g} s", "status": 504,
+                              "node": name}, status=504)
+    if answer.get("error"):
+        status = int(answer.get("status") or 500)
+        return json_response({"error": answer["error"], "status": status, "node": name}, status=status)
+    results = answer.get("results") or []
+    failed = [r for r in results if not r.get("ok")]
+    status = max(int(r.get("status") or 500) for r in failed) if failed else 200
+    out = {"node": name, "action": "reload", "ok": not failed, "replicas": results}
+    if failed:
+        out.update(error=failed[0].get("error"), status=status)
+    return json_response(out, status=status)
+
+
 def add_get(app: web.Application, path: str, handler, skip=frozenset(), **kwargs) -> None:
     """``app.router.add_get`` unless the user's own route took ``GET path`` (then theirs is served)."""
     if ("GET", path) in skip:
@@ -378,3 +434,5 @@ def add_routes(app: web.Application, skip=frozenset()) -> None:
                           ("/api/status", status), ("/api/fps", fps), ("/api/graph", graph),
                           ("/api/topics", topics), ("/api/topics/{topic}", topic), ("/metrics", prometheus)):
         add_get(app, path, handler, skip)
+    if ("POST", "/api/nodes/{name}/reload") not in skip:
+        app.router.add_post("/api/nodes/{name}/reload", reload_node)     # behind the token (not an open path)

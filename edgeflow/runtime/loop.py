@@ -36,6 +36,7 @@ from edgeflow.errors import BackpressureTimeout, ConfigError, HeldFramesError, N
 from edgeflow.frame import Frame
 from edgeflow.nodes.base import EndOfStream
 from edgeflow.qos import QoS
+from edgeflow.runtime.control import RunnerControl
 from edgeflow.runtime.delivered import Delivered, origin_of
 from edgeflow.runtime.inputs import InputSet
 from edgeflow.runtime.metrics import FAILING_AFTER, NodeMetrics
@@ -178,6 +179,7 @@ class NodeRunner:
         self._next_registry_look = 0.0
         self._blocked_logged = 0.0
         self.delivered: Delivered | None = None    # DURABLE inputs: origins delivered (duplicates)
+        self.control = RunnerControl(self.name, job.replica)   # control messages (runtime/control.py)
 
     def stop(self, *_: object) -> None:
         """Ask the loop to finish after the current hook (signal-safe); a publish stuck on back-pressure
@@ -192,6 +194,7 @@ class NodeRunner:
         try:
             self._open()
             node = self.job.spec.make_instance(self.job.replica)
+            self.control.node = node                 # its on_control() hook answers control messages
             node.context = NodeContext(self.output, self.metrics, getattr(self.job.plan, "hold_limit", 0))
             node.context.stopping = self.stopping
             node.context.app = self.job.app
@@ -548,8 +551,11 @@ class NodeRunner:
             self.router.refresh()
         if self.conn is None:
             return
-        while self.conn.poll():
+        self.control.flush(self._send_control)
+        while self.conn is not None and self.conn.poll():
             message = self.conn.recv()
+            if self.control.handle(message):
+                continue
             if message[0] == "stop":
                 self.stopping.set()
             elif message[0] == "source_done" and self.inputs is not None:
@@ -560,6 +566,14 @@ class NodeRunner:
                 self.app_graph = message[1]
             elif message[0] == "consumer_gone":
                 self.gone[message[1]] = message[2]
+
+    def _send_control(self, message: tuple) -> None:
+        if self.conn is None:
+            return
+        try:
+            self.conn.send(message)
+        except (BrokenPipeError, OSError):
+            self.conn = None                                # the supervisor is gone; we are being stopped
 
     def _send_stats(self, force: bool = False) -> dict | None:
         """Every STATS_PERIOD (or now when forced): this replica's snapshot to the supervisor, and in a
@@ -624,6 +638,19 @@ class GatewayRuntime:
     def ready(self) -> bool:
         """True once this node's inputs are attached."""
         return self._runner.inputs is not None or not self._runner.job.plan.inputs
+
+    def control(self, node: str, message: dict):
+        """Send ``message`` to every replica of ``node`` through the supervisor (any thread; never blocks):
+        a concurrent Future of ``{"node", "results": [answer per replica]}`` or ``{"node", "error", "status"}``
+        (see edgeflow.runtime.control).
+
+        Raises:
+            NotImplementedError: a ``--node`` run, which has no supervisor to relay it.
+        """
+        if self._runner.conn is None:
+            raise NotImplementedError(f"gateway '{self.node}': control messages need the supervisor; a --node "
+                                      "run has none (send it to that node's own run)")
+        return self._runner.control.submit(node, message)
 
 
 def node_main(job: NodeJob, conn) -> None:

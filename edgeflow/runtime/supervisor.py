@@ -31,6 +31,7 @@ import time
 from typing import Callable
 
 from edgeflow.runtime import metrics
+from edgeflow.runtime.control import Relay
 from edgeflow.runtime.loop import CONFIG_EXIT, GONE_EXIT, STOP_EXIT, NodeJob, node_main
 from edgeflow.runtime.plan import groups_to_declare
 from edgeflow.transport import shm
@@ -83,6 +84,7 @@ class Supervisor:
         self._started_at = 0.0
         self._edge_marks: dict = {}
         self._gone: dict[str, str] = {}      # consumers given up on -> why (told to every process feeding them)
+        self._control = Relay()              # control messages: a gateway -> every replica of a node
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -223,6 +225,8 @@ class Supervisor:
                 kind, payload = rep.conn.recv()
                 if kind == "stats":
                     rep.stats = payload
+                elif kind in ("control", "control_result"):
+                    self._control.handle(rep, kind, payload, self.replicas, self._send)
         except (EOFError, OSError):
             pass
 
