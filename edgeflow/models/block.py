@@ -89,8 +89,9 @@ class ModelBlock:
     replaces this one (hot reload: the new instance's ``init`` ran before; nothing is shared between them).
 
     Register it like a node: ``app.node(MyModel, name="kalman", params={...})`` or ``@app.node(...)`` above
-    the class; in YAML ``model: package.module:MyModel`` with ``params:``. Without the graph hook this
-    needs, ``app.node(*edgeflow.models.model_node(MyModel, ...))`` does the same (see edgeflow.models).
+    the class; in YAML ``model: package.module:MyModel`` with ``params:``. The node class that runs it is
+    ``edgeflow.models.ModelNode``: ``app.node(ModelNode, name="kalman", model=MyModel, params={...})`` is the
+    same registration (see docs/models.md).
     """
 
     context: ModelBlockContext | None = None
