@@ -158,7 +158,7 @@ class Supervisor:
             self.stop()
         if self.exit_code is None:
             nodes = self.statistics()["nodes"]
-            config = any((r.failure or '').startswith(CONFIG_FAILURE) for r in self.replicas)
+            config = any(r.failure == CONFIG_FAILURE for r in self.replicas)
             self.exit_code = 2 if config else 1 if any(metrics.failure(n) for n in nodes.values()) else 0
             self.echo(metrics.format_summary(nodes, self.exit_code))      # instead of a last table: once
         return self.exit_code
@@ -239,8 +239,8 @@ class Supervisor:
             rep.state = "finished"
             self._tell_downstream_if_done(rep.job.spec.name)
         elif code == CONFIG_EXIT:
-            why = ((rep.stats or {}).get("extra") or {}).get("config_error")
-            rep.state, rep.failure = "failed", f"{CONFIG_FAILURE}: {why}" if why else CONFIG_FAILURE
+            # the error itself was logged by the node once; its statistics keep it (extra["config_error"])
+            rep.state, rep.failure = "failed", CONFIG_FAILURE
             self.echo(f"{rep.label}: stopped by a configuration error (see above); not restarted")
             self._tell_downstream_if_done(rep.job.spec.name)
             self._stop_requested = True      # the app cannot run as configured (e.g. a port in use): end it now

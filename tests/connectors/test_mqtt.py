@@ -275,7 +275,7 @@ def test_bad_password_is_one_line_naming_node_and_broker(app, tmp_path):
             stats = running.statistics()["nodes"]["sensors"]
         assert code not in (0, None)
         assert stats["restarts"] == 0                            # a configuration error is not retried
-        why = stats.get("failure") or stats.get("last_error") or ""
+        why = stats["extra"].get("config_error") or ""
         assert "sensors" in why and f"127.0.0.1:{broker.port}" in why and "wrong" not in why, why
         assert "\n" not in why
         # the right password works
