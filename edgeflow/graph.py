@@ -487,6 +487,11 @@ class EdgeApp:
 
     def _register(self, cls: type, folder: Path | None, options: dict[str, Any]) -> NodeSpec:
         given = _merge_options(folder, options)
+        user_cls = cls
+        adapt = getattr(cls, "__edgeflow_node__", None) if folder is None else None
+        if adapt is not None:      # a class run by a node class of its own (a ModelBlock): it says which
+            given.setdefault("name", _nodeload.snake_case(cls.__name__))
+            cls, given = adapt(given)
         name = given.pop("name", None) or (folder.name if folder else _nodeload.snake_case(cls.__name__))
         if not _nodeload.is_valid_name(name):
             raise GraphError(f"node {name!r}: invalid node name: {_nodeload.NAME_RULE}", node=str(name))
@@ -501,7 +506,7 @@ class EdgeApp:
         spec = NodeSpec(name=name, kind=kind, **fields, config=config, options=opts,
                         class_ref=None if folder else cls, folder=str(folder) if folder else None, **deploy)
         self._specs[name] = spec
-        self._classes[name] = cls
+        self._classes[name] = user_cls     # link(MyModel) finds the node by the class the user registered
         return spec
 
     def _handle(self, spec: NodeSpec) -> NodeHandle:

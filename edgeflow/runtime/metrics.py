@@ -135,6 +135,7 @@ def merge(snapshots: list[dict]) -> dict:
         out[key] = dict(out[key])
     out["extra"] = {k: v for snap in snapshots for k, v in snap.get("extra", {}).items()}
     _merge_connectors(out["extra"], snapshots)
+    _merge_models(out["extra"], snapshots)
     out["fps"] = round(out["fps"], 2)
     out["blocked_seconds"] = round(out["blocked_seconds"], 3)
     return out
@@ -156,6 +157,20 @@ def _merge_connectors(extra: dict, snapshots: list[dict]) -> None:
         extra["events"] = dict(events)
     if connections:
         extra["connections"] = connections
+
+
+def _merge_models(extra: dict, snapshots: list[dict]) -> None:
+    """Model blocks' figures over replicas: every version in use, reloads and failures added up."""
+    models = [m for m in ((s.get("extra") or {}).get("model") for s in snapshots) if isinstance(m, dict)]
+    if len(models) < 2:
+        return
+    merged = dict(models[-1])
+    merged["versions"] = sorted({str(m["version"]) for m in models if m.get("version") is not None})
+    for key in ("reloads", "reload_failures"):
+        merged[key] = sum(m.get(key) or 0 for m in models)
+    merged["last_reload_error"] = next((m["last_reload_error"] for m in reversed(models)
+                                        if m.get("last_reload_error")), None)
+    extra["model"] = merged
 
 
 def failure(node: dict) -> str | None:

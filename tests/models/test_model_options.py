@@ -66,8 +66,10 @@ def test_a_model_that_cannot_load_at_start_ends_the_run_naming_the_node(app, tmp
     ef.link("numbers").to("twin", qos=QoS.DURABLE).to("sink")
     with ef.start() as running:
         assert running.wait(timeout=60) == 2
-        failure = running.statistics()["nodes"]["twin"]["failure"]
-    assert "node 'twin': option 'model': 'tests.models.model_nodes:Kalman': no class 'Kalman' in " in failure
+        twin = running.statistics()["nodes"]["twin"]
+    assert twin["failure"] == "stopped by a configuration error"
+    assert "node 'twin': option 'model': 'tests.models.model_nodes:Kalman': no class 'Kalman' in " in \
+        twin["extra"]["config_error"]
 
 
 def local(node: ModelNode) -> ModelNode:

@@ -16,7 +16,9 @@ MAY_NOT_IMPORT = {"_fast": ("nodes", "transport", "runtime", "graph", "gateway",
                   # connectors are nodes: they talk to their library and to self.context, never to the rings,
                   # the runtime or the graph
                   "connectors": ("_fast", "transport", "runtime", "graph", "_nodeload", "gateway", "cli", "deploy",
-                                 "bench")}
+                                 "bench"),
+                  "models": ("_fast", "transport", "runtime", "graph", "_nodeload", "gateway", "cli", "deploy",
+                             "bench")}
 LEAVES = ("errors.py",)
 SOURCES = {".py", ".pyx", ".pxd", ".pxi", ".pyi"}          # errors imports nothing from edgeflow at all
 
