@@ -170,7 +170,8 @@ def pipeline_files(file: str | os.PathLike | None, configs: Sequence[str] = ()) 
     return None
 
 
-def load_any(file: str | os.PathLike | None, configs: Sequence[str] = (), argv: list[str] | None = None) -> Any:
+def load_any(file: str | os.PathLike | None, configs: Sequence[str] = (),
+             argv: list[str] | None = None) -> Any:
     """The app of FILE: a pipeline file (merged with ``configs``) through ``edgeflow.load``, a Python file
     through ``load_app``.
 
@@ -180,7 +181,8 @@ def load_any(file: str | os.PathLike | None, configs: Sequence[str] = (), argv: 
     files = pipeline_files(file, configs)
     if files is None:
         if configs:
-            raise ConfigError(f"-c {configs[0]}: -c merges pipeline files (YAML, JSON); {file} is a Python file")
+            raise ConfigError(f"-c {configs[0]}: -c merges pipeline files (YAML, JSON); {file} is a Python "
+                              "file")
         return load_app(file, argv)
     from edgeflow import pipeline
     return pipeline.load(files)

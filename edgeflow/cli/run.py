@@ -5,7 +5,7 @@
     edgeflow run main.py --frames 100      producers stop after 100 frames; the run ends when drained
     edgeflow run main.py --stats           print node statistics every 5 s (--stats S: every S seconds)
     edgeflow run pipeline.yaml --frames 100             a pipeline file (YAML or JSON): see edgeflow.pipeline
-    edgeflow run base.yaml -c site.yaml    several files merged, later wins (also: edgeflow run -c a.yaml -c b.yaml)
+    edgeflow run base.yaml -c site.yaml    several files merged, later wins (or: -c base.yaml -c site.yaml)
 
 Arguments after a Python FILE that are not the run's own flags go to the script (as under ``python FILE
 ...``); a ``-c`` given with a Python FILE is passed on to it as well. A pipeline file takes only the run's

@@ -31,8 +31,8 @@ class Gateway(GatewayNode):
         """``web`` must be a mapping of WebInterface's arguments; nothing else is an option of this node."""
         for key, value in options.items():
             if key != "web":
-                raise ConfigError(f"node '{name}': option '{key}': the built-in gateway takes only 'web' (its "
-                                  "WebInterface's options)")
+                raise ConfigError(f"node '{name}': option '{key}': the built-in gateway takes only 'web' "
+                                  "(its WebInterface's options)")
             if value is not None and not isinstance(value, dict):
                 raise ConfigError(f"node '{name}': option 'web': expected a mapping of WebInterface options, "
                                   f"got {type(value).__name__}")

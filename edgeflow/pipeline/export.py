@@ -115,8 +115,8 @@ def _node(spec: Any, script: Path, notes: list[str]) -> dict[str, Any]:
                 entry[key] = value
         elif value != defaults[key]:
             entry[key] = value
-    build = {key: value for key, value in (("base", spec.base_image), ("dependencies", list(spec.dependencies)))
-             if value}
+    given = (("base", spec.base_image), ("dependencies", list(spec.dependencies)))
+    build = {key: value for key, value in given if value}
     if build and build != baseline.get("build"):
         entry["build"] = build
     if spec.gpu and baseline.get("runtime") != {"gpu": True}:
@@ -142,8 +142,8 @@ def _class_ref(name: str, cls: type, script: Path) -> str:
     if module in ("__main__", "__mp_main__"):
         return f"{script.stem}:{qualname}"
     if module.startswith(_nodeload.PACKAGE + "."):
-        raise ConfigError(f"node {name!r}: class {qualname} comes from a node folder's package: name the folder "
-                          "(app.node(\"nodes/x\")) instead")
+        raise ConfigError(f"node {name!r}: class {qualname} comes from a node folder's package: name the "
+                          "folder (app.node(\"nodes/x\")) instead")
     return f"{module}:{qualname}"
 
 

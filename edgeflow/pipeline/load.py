@@ -56,7 +56,8 @@ def source_of(app: Any) -> Source | None:
         return None
 
 
-def load(paths: str | os.PathLike | Iterable[str | os.PathLike], env: dict[str, str] | None = None) -> EdgeApp:
+def load(paths: str | os.PathLike | Iterable[str | os.PathLike],
+         env: dict[str, str] | None = None) -> EdgeApp:
     """Load a pipeline file, or several merged in order (later files win), into an EdgeApp.
 
     Args:
@@ -186,9 +187,9 @@ def _target(decl: validate.NodeDecl) -> tuple[Any, dict[str, Any]]:
     if ":" not in decl.ref:
         cls = builtins.resolve(decl.ref)
         if cls is None:
-            raise PipelineError(problem(where, path, f"{decl.ref!r} is not a built-in node"
-                                                     f"{_nodeload.did_you_mean(decl.ref, builtins.short_names())}"
-                                                     f"; name a class of your own as module:Class"))
+            close = _nodeload.did_you_mean(decl.ref, builtins.short_names())
+            message = f"{decl.ref!r} is not a built-in node{close}; name a class of your own as module:Class"
+            raise PipelineError(problem(where, path, message))
         options = {}
         if cls is builtins.Gateway and decl.interfaces is not None:
             options["web"] = decl.interfaces.get("web")
@@ -206,8 +207,9 @@ def import_class(ref: str, base: Path, where: tree.Mark, path: tuple) -> type:
     module_name, _, qualname = ref.partition(":")
     if not module_name or not qualname or not all(part.isidentifier() for part in module_name.split(".")) \
             or not all(part.isidentifier() for part in qualname.split(".")):
-        raise PipelineError(problem(where, path, f"expected module:Class (e.g. nodes:Camera, mypkg.cams:Camera) "
-                                                 f"or a built-in name, got {ref!r}"))
+        message = (f"expected module:Class (e.g. nodes:Camera, mypkg.cams:Camera) or a built-in name, "
+                   f"got {ref!r}")
+        raise PipelineError(problem(where, path, message))
     module = import_module(module_name, base, where, path)
     value: Any = module
     for part in qualname.split("."):
@@ -241,8 +243,9 @@ def import_module(name: str, base: Path, where: tree.Mark, path: tuple) -> Modul
         module = importlib.import_module(name)
     except _RanApp:
         sys.modules.pop(name, None)
-        raise PipelineError(problem(where, path, f"importing {name!r} started an app (app.run() at module "
-                                                 "level): put it under if __name__ == \"__main__\":")) from None
+        message = (f"importing {name!r} started an app (app.run() at module level): put it under "
+                   "if __name__ == \"__main__\":")
+        raise PipelineError(problem(where, path, message)) from None
     except ImportError as exc:
         looked = f" (looked next to the file, in {base}, then on sys.path)"
         raise PipelineError(problem(where, path, f"cannot import {name!r}: {exc}{looked}")) from None
@@ -252,9 +255,9 @@ def import_module(name: str, base: Path, where: tree.Mark, path: tuple) -> Modul
     finally:
         graph_module._run_hook = saved
     if local and not _inside(sys.modules.get(top), base):
-        raise PipelineError(problem(where, path, f"module {top!r} is already imported from "
-                                                 f"{_file_of(sys.modules.get(top))}, not from {base}: rename one "
-                                                 "of them"))
+        message = (f"module {top!r} is already imported from {_file_of(sys.modules.get(top))}, not from "
+                   f"{base}: rename one of them")
+        raise PipelineError(problem(where, path, message))
     return module
 
 
@@ -270,8 +273,8 @@ def _file_of(module: Any) -> str:
 def _model(decl: validate.NodeDecl, where: tree.Mark, path: tuple) -> tuple[type, dict[str, Any]]:
     """A ``model:`` entry through ``edgeflow.models.node_for(spec) -> (node class, options)``."""
     if importlib.util.find_spec("edgeflow.models") is None:
-        raise PipelineError(problem(where, path, "model blocks need edgeflow.models, which this EdgeFlow does "
-                                                 "not have"))
+        raise PipelineError(problem(where, path, "model blocks need edgeflow.models, which this EdgeFlow "
+                                                 "does not have"))
     models = importlib.import_module("edgeflow.models")
     node_for = getattr(models, "node_for", None)
     if node_for is None:
@@ -283,7 +286,8 @@ def _model(decl: validate.NodeDecl, where: tree.Mark, path: tuple) -> tuple[type
         cls, options = node_for(spec, base_dir=str(base))   # it resolves model modules beside the file
     except ConfigError as exc:
         message = _strip_node(decl.name, " ".join(str(exc).split()))
-        raise PipelineError(problem(where, path, re.sub(r"^option '(model|module_path)': ", "", message))) from None
+        message = re.sub(r"^option '(model|module_path)': ", "", message)
+        raise PipelineError(problem(where, path, message)) from None
     options = dict(options)
     options.pop("name", None)                # app.node() gets the name itself
     return cls, dict(options)

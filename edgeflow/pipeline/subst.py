@@ -129,8 +129,8 @@ def expand(ref: Ref, path: tuple, mark: Any, env: Mapping[str, str], secrets: Se
             continue
         inner = _INNER.fullmatch(match.group(1))
         if inner is None:
-            problems.append(problem(mark, path, f"malformed reference {match.group(0)!r}: expected ${{NAME}}, "
-                                                "${NAME:-default} or ${NAME:?message}"))
+            problems.append(problem(mark, path, f"malformed reference {match.group(0)!r}: expected "
+                                                "${NAME}, ${NAME:-default} or ${NAME:?message}"))
             return str(ref)
         name, op, arg = inner.groups()
         value = env.get(name)

@@ -27,7 +27,7 @@ TOP_KEYS = ("app", "broker", "nodes", "links")
 SOURCE_KEYS = ("class", "path", "model")
 FIELD_KEYS = ("type", "fps", "replicas", "device", "group", "node_port", "description", "build", "runtime")
 MODEL_KEYS = ("params", "version", "twin_id", "asset_id", "watch", "watch_interval", "python_path")
-"""Keys of a ``model:`` node besides the common ones: handed to ``edgeflow.models.node_for`` with ``model``."""
+"""Keys of a ``model:`` node besides the common ones, handed to ``edgeflow.models.node_for``."""
 NODE_KEYS = (*SOURCE_KEYS, *FIELD_KEYS, "options", "interfaces", *MODEL_KEYS)
 LINK_KEYS = ("from", "to", "qos", "codec", "max_lag", "channel")
 QOS_NAMES = ("realtime", "durable", "balanced")
@@ -153,14 +153,15 @@ def _broker(tree: Map, out: list) -> Any:
         elif value.startswith(("redis://", "rediss://")):
             kind, options = "redis", {"url": value}
         else:
-            out.append(problem(mark, path, f"expected redis, dual-redis, a redis:// URL or a mapping with kind, "
-                                           f"{_got(value)}{did_you_mean(value, BROKER_KEYS)}"))
+            out.append(problem(mark, path, "expected redis, dual-redis, a redis:// URL or a mapping with "
+                                           f"kind, {_got(value)}{did_you_mean(value, BROKER_KEYS)}"))
             return None
     elif isinstance(value, Map):
         kind = value.get("kind", "redis")
         if kind not in BROKER_KEYS:
+            close = did_you_mean(kind, BROKER_KEYS)
             out.append(problem(value.where("kind"), (*path, "kind"),
-                               f"expected redis or dual-redis, {_got(kind)}{did_you_mean(kind, BROKER_KEYS)}"))
+                               f"expected redis or dual-redis, {_got(kind)}{close}"))
             return None
         before = len(out)
         _keys(value, path, BROKER_KEYS[kind], out, f"keys of a {kind} broker")
@@ -168,7 +169,8 @@ def _broker(tree: Map, out: list) -> Any:
             return None
         options = {key: item for key, item in value.items() if key != "kind"}
     else:
-        out.append(problem(mark, path, f"expected redis, dual-redis, a redis:// URL or a mapping, {_got(value)}"))
+        out.append(problem(mark, path, f"expected redis, dual-redis, a redis:// URL or a mapping, "
+                                       f"{_got(value)}"))
         return None
     try:
         return (RedisBroker if kind == "redis" else DualRedisBroker)(**options)
@@ -186,8 +188,9 @@ def _nodes(tree: Map, out: list) -> list[NodeDecl]:
                            "missing 'nodes' (a mapping of node name -> class:, path: or model:)"))
         return []
     if not isinstance(nodes, Map) or not nodes:
-        out.append(problem(tree.where("nodes"), ("nodes",), f"expected a mapping of node name -> node, "
-                                                            f"{_got(nodes) if nodes is not None else 'got none'}"))
+        got = _got(nodes) if nodes else "got none"
+        out.append(problem(tree.where("nodes"), ("nodes",),
+                           f"expected a mapping of node name -> node, {got}"))
         return []
     decls = []
     for name, entry in nodes.items():
@@ -233,11 +236,12 @@ def _node(name: str, entry: Map, path: tuple, mark: Mark, out: list) -> NodeDecl
     options = _mapping(entry, "options", (*path, "options"), out) or {}
     for key, value in options.items():
         if not key.isidentifier():
-            out.append(problem(options.where(key), (*path, "options", key), "an option's name must be a Python "
-                                                                            "identifier"))
+            out.append(problem(options.where(key), (*path, "options", key),
+                               "an option's name must be a Python identifier"))
         elif key in RESERVED_OPTIONS:
             out.append(problem(options.where(key), (*path, "options", key),
-                               f"{key!r} is a node key, not an option: write it beside {source}: (not under options:)"))
+                               f"{key!r} is a node key, not an option: write it beside {source}: "
+                               "(not under options:)"))
         else:
             decl.options[key] = value
     for key in MODEL_KEYS:
@@ -277,9 +281,9 @@ def _field(key: str, value: Any) -> str | None:
 def _interfaces(entry: Map, path: tuple, source: str, out: list) -> dict[str, Any] | None:
     where = entry.where("interfaces")
     if source != "class" or entry[source].strip() != GATEWAY:
-        out.append(problem(where, (*path, "interfaces"), f"only the built-in gateway (class: {GATEWAY}) takes "
-                                                         "interfaces; a gateway class of your own adds them in "
-                                                         "its setup()"))
+        out.append(problem(where, (*path, "interfaces"),
+                           f"only the built-in gateway (class: {GATEWAY}) takes interfaces; a gateway class "
+                           "of your own adds them in its setup()"))
         return None
     table = _mapping(entry, "interfaces", (*path, "interfaces"), out)
     if table is None:
@@ -314,8 +318,9 @@ def _links(tree: Map, names: set[str], out: list) -> list[LinkDecl]:
     if links is None:
         return []
     if not isinstance(links, Seq):
-        out.append(problem(tree.where("links"), ("links",), f"expected a list of links ('a -> b' or a mapping "
-                                                            f"with from and to), {_got(links)}"))
+        out.append(problem(tree.where("links"), ("links",),
+                           "expected a list of links ('a -> b' or a mapping with from and to), "
+                           f"{_got(links)}"))
         return []
     decls: list[LinkDecl] = []
     for index, item in enumerate(links):
@@ -364,13 +369,15 @@ def _link_mapping(item: Map, mark: Mark, path: tuple, names: set[str], out: list
             ends[key] = value
     qos = item.get("qos")
     if qos is not None and (not isinstance(qos, str) or qos.lower() not in QOS_NAMES):
-        out.append(problem(item.where("qos"), (*path, "qos"), f"unknown QoS {qos!r}"
-                           f"{did_you_mean(str(qos).lower(), QOS_NAMES)} (expected one of {', '.join(QOS_NAMES)})"))
+        close = did_you_mean(str(qos).lower(), QOS_NAMES)
+        out.append(problem(item.where("qos"), (*path, "qos"),
+                           f"unknown QoS {qos!r}{close} (expected one of {', '.join(QOS_NAMES)})"))
     codec = item.get("codec")
     if codec is not None and (not isinstance(codec, str) or codec.lower() not in CODEC_NAMES):
-        out.append(problem(item.where("codec"), (*path, "codec"), f"unknown codec {codec!r}"
-                           f"{did_you_mean(str(codec).lower(), CODEC_NAMES)} (expected null for raw, or one of "
-                           f"{', '.join(CODEC_NAMES)})"))
+        close = did_you_mean(str(codec).lower(), CODEC_NAMES)
+        out.append(problem(item.where("codec"), (*path, "codec"), f"unknown codec {codec!r}{close} "
+                                                                  f"(expected null for raw, or one of "
+                                                                  f"{', '.join(CODEC_NAMES)})"))
     max_lag = item.get("max_lag")
     if max_lag is not None:
         if not _is_int(max_lag, 1):
@@ -381,8 +388,9 @@ def _link_mapping(item: Map, mark: Mark, path: tuple, names: set[str], out: list
                                                                           "qos: balanced link"))
     channel = item.get("channel")
     if channel is not None and not is_valid_name(channel):
-        out.append(problem(item.where("channel"), (*path, "channel"), f"expected a channel name ({NAME_RULE}), "
-                                                                      f"{_got(channel)}"))
+        out.append(problem(item.where("channel"), (*path, "channel"),
+                           f"expected a channel name ({NAME_RULE}), {_got(channel)}"))
     if len(out) > before:
         return None
-    return LinkDecl(ends["from"], ends["to"], mark, path, qos=qos, codec=codec, max_lag=max_lag, channel=channel)
+    return LinkDecl(ends["from"], ends["to"], mark, path, qos=qos, codec=codec, max_lag=max_lag,
+                    channel=channel)

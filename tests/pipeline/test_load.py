@@ -44,12 +44,14 @@ def test_json_works_wherever_yaml_does(tmp_path):
                   "scale": {"class": f"{N}:Scale", "replicas": 2,
                             "options": {"factor": 2, "offset": "${OFFSET:-1.5}"}},
                   "out": {"class": "CsvSink", "options": {"path": "out.csv"}}},
-        "links": ["cam -> scale", {"from": "scale", "to": "out", "qos": "balanced", "max_lag": 4}]}, indent="\t"))
+        "links": ["cam -> scale", {"from": "scale", "to": "out", "qos": "balanced", "max_lag": 4}]},
+        indent="\t"))
     from_yaml, from_json = load(yaml_file, env={}).graph(), load(json_file, env={}).graph()
     assert from_json.to_dict() == from_yaml.to_dict()
     assert from_json.node("cam").fps == 1000.0           # JSON's 1e3 is a number (YAML 1.1 would say str)
     assert from_json.node("scale").config["offset"] == "1.5"   # quoted: stays a string
-    write(tmp_path, "bad.json", '{\n  "app": "demo",\n  "nodes": {"cam": {"class": "x:Y", "replicas": 0}}\n}\n')
+    write(tmp_path, "bad.json",
+          '{\n  "app": "demo",\n  "nodes": {"cam": {"class": "x:Y", "replicas": 0}}\n}\n')
     assert problems(tmp_path / "bad.json") == [f"{tmp_path}/bad.json:3:37: nodes.cam.replicas: expected an "
                                                "integer >= 1, got 0"]
     write(tmp_path, "syntax.json", '{\n  "app": "demo",\n}\n')
@@ -91,8 +93,8 @@ def test_later_files_win_key_by_key_and_errors_name_the_file_that_said_it(tmp_pa
     assert (scale.replicas, dict(scale.config)) == (2, {"factor": 2, "offset": 5})
     assert [(e.source, e.target) for e in graph.edges] == [("cam", "scale"), ("scale", "out")]   # replaced
     write(tmp_path, "bad-site.yaml", "nodes:\n  scale: {replicas: -1}\n")
-    assert problems(["base.yaml", "bad-site.yaml"]) == ["bad-site.yaml:2:11: nodes.scale.replicas: expected an "
-                                                        "integer >= 1, got -1"]
+    assert problems(["base.yaml", "bad-site.yaml"]) == [
+        "bad-site.yaml:2:11: nodes.scale.replicas: expected an integer >= 1, got -1"]
     # the merged document, references kept, is what --format yaml writes
     out = run_cli("graph", "base.yaml", "-c", "site.yaml", "--format", "yaml", cwd=tmp_path)
     assert out.returncode == 0
@@ -127,9 +129,9 @@ def test_variables_defaults_required_types_and_the_escape(tmp_path, monkeypatch)
     assert scale.replicas == 1                              # set but empty: the default
     assert dict(scale.config) == {"factor": 3, "label": "3", "note": "cost ${NOT_A_VAR} here", "empty": None}
     lines = problems("p.yaml", env={"FACTOR": "3"})
-    assert lines == ["p.yaml:3:43: nodes.cam.fps: ${FPS} is not set (set it, or give a default: ${FPS:-value})",
-                     "p.yaml:3:56: nodes.cam.device: ${SITE} is not set (set it, or give a default: "
-                     "${SITE:-value})"]
+    assert lines == [
+        "p.yaml:3:43: nodes.cam.fps: ${FPS} is not set (set it, or give a default: ${FPS:-value})",
+        "p.yaml:3:56: nodes.cam.device: ${SITE} is not set (set it, or give a default: ${SITE:-value})"]
     write(tmp_path, "need.yaml", f"""
         app: demo
         nodes:
@@ -139,7 +141,8 @@ def test_variables_defaults_required_types_and_the_escape(tmp_path, monkeypatch)
           bad: {{class: {N}:Scale, device: "${{1NOPE}}"}}
     """)
     assert problems("need.yaml", env={"CAMERA_DEVICE": ""}) == [
-        "need.yaml:5:5: nodes.cam.device: ${CAMERA_DEVICE} is not set: set CAMERA_DEVICE to the camera's name",
+        "need.yaml:5:5: nodes.cam.device: ${CAMERA_DEVICE} is not set: set CAMERA_DEVICE to the camera's "
+        "name",
         "need.yaml:6:41: nodes.bad.device: malformed reference '${1NOPE}': expected ${NAME}, "
         "${NAME:-default} or ${NAME:?message}",
     ]
@@ -181,5 +184,5 @@ def test_secrets_from_variables_never_show(tmp_path, monkeypatch):
     yaml_out = run_cli("graph", "p.yaml", "--format", "yaml", cwd=tmp_path, environ=env(**secrets)).stdout
     assert "${DB_PASSWORD}" in yaml_out and "${GW_TOKEN}" in yaml_out       # written back as references
     write(tmp_path, "err.yaml", f"app: demo\nnodes:\n  cam: {{class: {N}:Counter, replicas: ${{API_KEY}}}}\n")
-    assert problems("err.yaml", env=secrets) == ["err.yaml:3:43: nodes.cam.replicas: expected an integer >= 1, "
-                                                 "got '***'"]
+    assert problems("err.yaml", env=secrets) == [
+        "err.yaml:3:43: nodes.cam.replicas: expected an integer >= 1, got '***'"]

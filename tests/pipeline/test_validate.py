@@ -78,7 +78,8 @@ def test_top_level_keys_app_and_nodes(chdir):
         "b.yaml:4:3: nodes.bad.name: invalid node name: use 1-64 letters, digits, '-' or '_'",
         "b.yaml:5:3: nodes.ok: give exactly one of class: module:Class, path: folder or model: module:Class "
         "(got class and path)",
-        "b.yaml:6:3: nodes.none: give exactly one of class: module:Class, path: folder or model: module:Class",
+        "b.yaml:6:3: nodes.none: give exactly one of class: module:Class, path: folder or model: "
+        "module:Class",
     ]
 
 
@@ -102,17 +103,18 @@ def test_node_keys_types_and_options(chdir):
     """)
     assert problems("p.yaml") == [
         "p.yaml:5:5: nodes.cam.threshold: unknown key (node keys: class, path, model, type, fps, replicas, "
-        "device, group, node_port, description, build, runtime, options, interfaces, params, version, twin_id, "
-        "asset_id, watch, watch_interval, python_path; the node's own options go under options:)",
+        "device, group, node_port, description, build, runtime, options, interfaces, params, version, "
+        "twin_id, asset_id, watch, watch_interval, python_path; the node's own options go under options:)",
         "p.yaml:6:5: nodes.cam.type: unknown type 'prodcer' (did you mean 'producer'?) (expected one of "
         "producer, consumer, sink, fusion, gateway)",
         "p.yaml:7:5: nodes.cam.node_port: expected a port number (1-65535), got 70000",
-        "p.yaml:8:5: nodes.cam.group: expected a group name (use 1-64 letters, digits, '-' or '_'), got 'a.b'",
+        "p.yaml:8:5: nodes.cam.group: expected a group name (use 1-64 letters, digits, '-' or '_'), "
+        "got 'a.b'",
         "p.yaml:10:7: nodes.cam.options.fps: 'fps' is a node key, not an option: write it beside class: (not "
         "under options:)",
         "p.yaml:11:7: nodes.cam.options.not-id: an option's name must be a Python identifier",
-        "p.yaml:14:5: nodes.gw.interfaces: only the built-in gateway (class: GatewayNode) takes interfaces; a "
-        "gateway class of your own adds them in its setup()",
+        "p.yaml:14:5: nodes.gw.interfaces: only the built-in gateway (class: GatewayNode) takes interfaces; "
+        "a gateway class of your own adds them in its setup()",
         "p.yaml:15:5: nodes.gw.params: only a model: node takes params",
     ]
 
@@ -143,8 +145,8 @@ def test_yaml_syntax_duplicate_keys_and_the_top(chdir):
     write(chdir, "d.yaml", "app: demo\nnodes:\n  cam: {class: x:Y}\n  cam: {class: x:Z}\n")
     assert problems("d.yaml") == ["d.yaml:4:3: duplicate key 'cam' (first at line 3)"]
     write(chdir, "l.yaml", "- a\n- b\n")
-    assert problems("l.yaml") == ["l.yaml:1:1: expected a mapping with app, nodes and links at the top, got a "
-                                  "list"]
+    assert problems("l.yaml") == [
+        "l.yaml:1:1: expected a mapping with app, nodes and links at the top, got a list"]
     write(chdir, "e.yaml", "# nothing\n")
     assert problems("e.yaml") == ["e.yaml:1:1: the file is empty (expected a mapping with app, nodes and "
                                   "links)"]
@@ -231,8 +233,8 @@ def test_the_python_apis_graph_errors_at_the_links_line(chdir):
           cam: {{class: {N}:Counter}}
           lonely: {{class: {N}:Scale}}
     """)
-    assert problems("unreached.yaml") == ["unreached.yaml:4:3: nodes.lonely: no path from any producer (it has "
-                                          "no inputs)"]
+    assert problems("unreached.yaml") == [
+        "unreached.yaml:4:3: nodes.lonely: no path from any producer (it has no inputs)"]
 
 
 def problems_raise(path):
@@ -303,11 +305,13 @@ def test_model_blocks_are_built_by_edgeflow_models(chdir):
         links: [cam -> twin]
     """)
     if importlib.util.find_spec("edgeflow.models") is None:
-        assert problems("p.yaml") == ["p.yaml:4:5: nodes.twin.model: model blocks need edgeflow.models, which "
-                                      "this EdgeFlow does not have"]
+        assert problems("p.yaml") == [
+            "p.yaml:4:5: nodes.twin.model: model blocks need edgeflow.models, which this EdgeFlow does not "
+            "have"]
         return
     from edgeflow.pipeline import load
     twin = load("p.yaml", env={}).graph().node("twin")     # through edgeflow.models.node_for
     assert (twin.kind, twin.replicas, twin.config["params"]) == ("consumer", 2, {"q": 1})
-    write(chdir, "bad.yaml", "app: demo\nnodes:\n  twin: {model: pl_models_here:Kalmn}\n  p: {params: {}, class: x:Y}\n")
+    write(chdir, "bad.yaml",
+          "app: demo\nnodes:\n  twin: {model: pl_models_here:Kalmn}\n  p: {params: {}, class: x:Y}\n")
     assert problems("bad.yaml") == ["bad.yaml:4:7: nodes.p.params: only a model: node takes params"]
