@@ -42,7 +42,10 @@ _TYPED = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002
 
 class SecretStr(str):
     """A string that came from a secret variable: an ordinary str to the code that uses it, ``'***'`` in any
-    ``repr`` (so an error message that quotes the value does not show it)."""
+    ``repr`` (so an error message that quotes the value does not show it). ``secret`` is True: a view that
+    masks values can test ``getattr(value, "secret", False)`` without importing this module."""
+
+    secret = True
 
     def __repr__(self) -> str:
         return repr(MASK)
