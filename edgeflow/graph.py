@@ -682,8 +682,12 @@ def _redacted(config: Any) -> Any:
     for key, value in config.items():
         if _SECRET.search(str(key)) and value is not None:
             out[key] = "***"
-        elif isinstance(value, str) and "://" in value and "@" in value:
-            out[key] = _redact_url(value)
+        elif isinstance(value, str) and "://" in value and "@" in value and _redact_url(value) != value:
+            out[key] = _redact_url(value)         # the password masked, the rest shown
+        elif getattr(value, "secret", False):
+            out[key] = "***"              # a value a pipeline file marked secret (it came from ${API_KEY})
+        elif isinstance(value, list):
+            out[key] = ["***" if getattr(item, "secret", False) else item for item in value]
         else:
             out[key] = _redacted(value) if isinstance(value, dict) else value
     return out

@@ -18,7 +18,9 @@ MAY_NOT_IMPORT = {"_fast": ("nodes", "transport", "runtime", "graph", "gateway",
                   "connectors": ("_fast", "transport", "runtime", "graph", "_nodeload", "gateway", "cli", "deploy",
                                  "bench"),
                   "models": ("_fast", "transport", "runtime", "graph", "_nodeload", "gateway", "cli", "deploy",
-                             "bench")}
+                             "bench"),
+                  # a pipeline file builds an EdgeApp as main.py would: the graph, never what runs it
+                  "pipeline": ("_fast", "transport", "runtime", "gateway", "cli", "deploy", "bench")}
 LEAVES = ("errors.py",)
 SOURCES = {".py", ".pyx", ".pxd", ".pxi", ".pyi"}          # errors imports nothing from edgeflow at all
 
