@@ -28,8 +28,8 @@ from edgeflow.errors import ConfigError, EdgeFlowError
 __all__ = ["cli", "main", "COMMANDS"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("edgeflow.cli.run:run", "Run a pipeline file, as `python FILE` would."),
-    "graph": ("edgeflow.cli.graph:graph", "Show the validated pipeline: nodes, links, QoS and routes."),
+    "run": ("edgeflow.cli.run:run", "Run main.py (as `python main.py` would) or a pipeline.yaml (-c to merge)."),
+    "graph": ("edgeflow.cli.graph:graph", "Show the validated pipeline (main.py or YAML); --format yaml writes one."),
     "bench": ("edgeflow.cli.bench:bench", "Measure every transport on this machine against plain Python."),
     "deploy": ("edgeflow.cli.deploy:deploy", "Build the image, write Kubernetes manifests, kubectl apply."),
     "clean": ("edgeflow.cli.deploy:clean", "Remove from the cluster what `edgeflow deploy` created."),
