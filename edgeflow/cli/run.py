@@ -39,9 +39,11 @@ from edgeflow.errors import ConfigError
               help="Stop after S seconds.")
 @click.option("--stats", type=click.FloatRange(min=0, min_open=True), metavar="[S]", is_flag=False,
               flag_value=5.0, help="Print node statistics every S seconds (a bare --stats: every 5 s).")
+@click.option("--log-format", "log_format", type=click.Choice(["text", "json"]), metavar="text|json",
+              help="Logs as plain text (default) or one JSON object per line (also EDGEFLOW_LOG_FORMAT).")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 def run(file: str | None, configs: tuple[str, ...], node: str | None, replica: int | None, frames: int | None,
-        duration: float | None, stats: float | None, script_args: tuple[str, ...]) -> None:
+        duration: float | None, stats: float | None, log_format: str | None, script_args: tuple[str, ...]) -> None:
     """Run FILE's pipeline: the same as `python FILE [flags]`, or a pipeline file (YAML, JSON) with -c
     files merged over it.
 
@@ -53,13 +55,15 @@ def run(file: str | None, configs: tuple[str, ...], node: str | None, replica: i
     from edgeflow.runtime import launcher
 
     flags = _flags(node=node, replica=replica, frames=frames, duration=duration, stats=stats)
+    if log_format is not None:
+        flags += ["--log-format", log_format]
     if is_debug():
         flags.append("--debug")
     files = _load.pipeline_files(file, configs)
     if files is not None:
         if script_args:
             raise ConfigError(f"unexpected argument {script_args[0]!r}: a pipeline file takes only the run's "
-                              "flags (--node, --replica, --frames, --duration, --stats, -c)")
+                              "flags (--node, --replica, --frames, --duration, --stats, --log-format, -c)")
         _run_pipeline(files, flags)
         return
     argv = [*script_args, *(arg for config in configs for arg in ("-c", config)), *flags]
