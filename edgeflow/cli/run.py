@@ -43,7 +43,8 @@ from edgeflow.errors import ConfigError
               help="Logs as plain text (default) or one JSON object per line (also EDGEFLOW_LOG_FORMAT).")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 def run(file: str | None, configs: tuple[str, ...], node: str | None, replica: int | None, frames: int | None,
-        duration: float | None, stats: float | None, log_format: str | None, script_args: tuple[str, ...]) -> None:
+        duration: float | None, stats: float | None, log_format: str | None,
+        script_args: tuple[str, ...]) -> None:
     """Run FILE's pipeline: the same as `python FILE [flags]`, or a pipeline file (YAML, JSON) with -c
     files merged over it.
 
