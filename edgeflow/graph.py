@@ -694,15 +694,8 @@ def _redacted(config: Any) -> Any:
 
 
 def _redact_url(url: str) -> str:
-    import urllib.parse
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    from edgeflow.connectors._base import redact      # the one rule for passwords in URLs
+    return redact(url)
 
 
 def _jsonable(value: Any) -> Any:

@@ -18,6 +18,7 @@ from edgeflow.connectors import PostgresSink
 from edgeflow.errors import ConfigError
 
 from . import _postgres, pg_nodes
+from ._servers import wait_for
 
 RUN_TIMEOUT = 60
 
@@ -39,18 +40,6 @@ def connection_state(running, node: str = "db") -> dict | None:
     """The node's one connection as its statistics show it now (None before it reported one)."""
     connections = running.statistics()["nodes"][node].get("extra", {}).get("connections") or {}
     return next(iter(connections.values()), None)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    """Poll predicate() every 20 ms until it returns something truthy; AssertionError after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def count_rows(cluster, url: str, table: str) -> int:
