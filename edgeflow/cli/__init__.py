@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("edgeflow.cli.logs:logs", "Show a deployed node's logs (kubectl logs)."),
     "dashboard": ("edgeflow.cli.logs:dashboard", "Print (or open) the gateway's dashboard URL."),
     "settings": ("edgeflow.cli.settings:settings", "Show each setting's value and where it came from."),
+    "twin": ("edgeflow.cli.twin:twin", "Run a PyEdgeTwin configuration (config.yaml) as a pipeline."),
 }
 """Subcommand name -> ("module:attribute", one-line help shown by ``edgeflow --help``)."""
 
