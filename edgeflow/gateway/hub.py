@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from edgeflow._series import Series      # the one latency series (also node statistics)
+from edgeflow.gateway.fields import FieldHistory
 
 log = logging.getLogger("edgeflow.gateway")
 
@@ -177,6 +178,7 @@ class Topic:
         self.timer_due: float | None = None
         self.seen = time.perf_counter()              # the last frame (or creation): for forgetting idle topics
         self.forgotten = False                       # dropped from its hub: a publish racing that retries
+        self.fields: FieldHistory | None = None      # numeric fields of its dict messages (the live plot)
 
     def next_seq(self) -> int:
         """The next shown number (the node thread without a play-out buffer, the event loop with one)."""
@@ -358,6 +360,10 @@ class Hub:
         entry = Entry(topic.next_seq(), frame_id, timestamp, meta, data, kind, width, height, channels, dtype,
                       now, time.time(), arrived)
         topic.latest = entry
+        if kind == "data" and isinstance(data, dict):      # a dict message: its numbers for the live plot
+            if topic.fields is None:
+                topic.fields = FieldHistory()
+            topic.fields.add(frame_id, timestamp, data)
         if self.on_show is not None:
             self.on_show(topic.name, entry)
         # latest is set before waiters is read; a waiter counts itself before it reads latest: none is missed

@@ -9,7 +9,9 @@
     GET /api/fps          {"topics": {topic: fps}, "nodes": {node: fps}}
     GET /api/graph        {"nodes": [...], "edges": [...]}: the graph with live figures
     GET /api/topics       every topic (auto-discovered, plus those the graph announces) with its newest frame
-    GET /api/topics/{t}   one topic; ``value`` holds the data of a non-image payload
+    GET /api/topics/{t}   one topic; ``value`` holds the data of a non-image payload (a dict message: the
+                          newest message), ``history`` a dict-message topic's numeric fields over its last
+                          messages (``?since=N``: the points after number N; ``?points=N``: the newest N)
     GET /metrics          Prometheus text (see metrics.py), plus the gateway's own guard figures (GuardCollector:
                           malformed HTTP requests, and the TCP ingest's connections, frames and rejections)
     POST /api/nodes/{name}/reload   a model node loads its model afresh (edgeflow.models): body
@@ -50,7 +52,7 @@ ORIGINS: web.AppKey[frozenset] = web.AppKey("edgeflow_allowed_origins", frozense
 BAD_REQUESTS: web.AppKey[Any] = web.AppKey("edgeflow_bad_requests", object)   # app.BadRequests
 
 STATIC = Path(__file__).parent / "static"
-STATIC_FILES = ("dashboard.js", "dashboard.css")        # served by name: no path ever reaches the filesystem
+STATIC_FILES = ("dashboard.js", "plot.js", "dashboard.css")   # served by name: no path reaches the filesystem
 MAX_TOPIC = 200                                        # characters; longer names are not topics
 
 
@@ -195,10 +197,13 @@ class Views:
         (t0, f0), (t1, f1) = history[0], history[-1]
         return round((f1 - f0) / (now - t0), 2) if now - t0 >= 0.5 and f1 >= f0 else 0.0
 
-    def topic(self, topic: Topic) -> dict:
-        """One topic as the API shows it (with ``value`` for data, and its stream URLs)."""
+    def topic(self, topic: Topic, history: tuple[int, int | None] | None = None) -> dict:
+        """One topic as the API shows it (with ``value`` for data, and its stream URLs); ``history`` =
+        (since, points) adds a dict-message topic's numeric fields (gateway/fields.py) as ``history``."""
         out = self.hub.describe(topic, value=True)
         out.update(video=f"/video/{topic.name}", ws=f"/ws/video/{topic.name}")
+        if history is not None and topic.fields is not None:
+            out["history"] = topic.fields.columns(*history)
         return out
 
     def message(self) -> str:
@@ -313,8 +318,20 @@ async def topics(request: web.Request) -> web.Response:
 
 
 async def topic(request: web.Request) -> web.Response:
-    """``/api/topics/{topic}``, with ``value`` for a non-image payload."""
-    return json_response(request.app[VIEWS].topic(find_topic(request)))
+    """``/api/topics/{topic}``, with ``value`` for a non-image payload and ``history`` for a dict-message
+    topic (``?since=``, ``?points=``)."""
+    since, points = _count(request, "since", 0), _count(request, "points", None)
+    return json_response(request.app[VIEWS].topic(find_topic(request), history=(since, points)))
+
+
+def _count(request: web.Request, name: str, default: int | None) -> int | None:
+    """A query parameter that is a whole number >= 0 (400 otherwise)."""
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or len(text) > 18:
+        raise json_error(400, f"{name} must be a whole number >= 0", parameter=name)
+    return int(text)
 
 
 async def prometheus(request: web.Request) -> web.Response:

@@ -135,7 +135,8 @@
     node.dataset.topic = name;
     node.dataset.frames = "0";
     const card = { name, el: node, canvas: node.querySelector("canvas"), ws: null, frames: 0, info: null,
-                   backoff: 500, pending: null, decoding: false, bitmap: null };
+                   backoff: 500, pending: null, decoding: false, bitmap: null,
+                   plot: null, plotFrames: -1, plotBusy: false };
     node.addEventListener("click", () => openViewer(name));
     node.addEventListener("keydown", (e) => { if (e.key === "Enter") openViewer(name); });
     $("cards").appendChild(node);
@@ -206,6 +207,32 @@
     card.el.querySelector(".overlay").hidden = t.frame_id !== null;
     card.frames = t.frames;
     card.el.dataset.frames = String(t.frames);
+    const message = t.value !== null && typeof t.value === "object" && !Array.isArray(t.value);
+    if (message && t.frames !== card.plotFrames && !card.plotBusy && !document.hidden) refreshPlot(card, t);
+  }
+
+  // -- live plot of a dict-message topic (plot.js draws it) -------------------------------------------------
+  function refreshPlot(card, t) {
+    // only the points after the newest one drawn: a plot costs the gateway a few numbers per message
+    const frames = t.frames;
+    const since = card.plot ? card.plot.lastSeq : 0;
+    card.plotBusy = true;
+    const url = "/api/topics/" + encodeURIComponent(card.name) + "?since=" + since;
+    fetch(withToken(url), { cache: "no-store" })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((body) => {
+        if (!body || !body.history || cards.get(card.name) !== card) return;
+        const media = card.el.querySelector(".media");
+        if (!card.plot) card.plot = EdgeFlowPlot.create(card.el.querySelector(".plots"));
+        if (!EdgeFlowPlot.update(card.plot, body.history)) return;     // the topic started again: next tick
+        card.plotFrames = frames;
+        const drawn = card.plot.fields.size > 0;
+        media.classList.toggle("plotting", drawn);
+        card.plot.root.hidden = !drawn;
+        if (drawn) EdgeFlowPlot.draw(card.plot);
+      })
+      .catch(() => {})
+      .finally(() => { card.plotBusy = false; });
   }
 
   function refreshAges() {
