@@ -1,0 +1,1 @@
+"""The motor twin's model blocks (``models.kalman:KalmanFilter``)."""
