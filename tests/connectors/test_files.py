@@ -196,7 +196,9 @@ def test_a_file_another_program_wrote_is_refused(app, tmp_path):
     ef.link("p").to("csv")
     code, stats = run(ef)
     assert code == 2
-    assert f"node 'csv': option 'path': '{path}' is not a file a CsvSink wrote" in stats["csv"]["failure"]
+    assert stats["csv"]["failure"] == "stopped by a configuration error"
+    why = stats["csv"]["extra"]["config_error"]
+    assert f"node 'csv': option 'path': '{path}' is not a file a CsvSink wrote" in why
     assert path.read_text() == "a,b\n1,2\n"
 
 

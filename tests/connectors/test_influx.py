@@ -160,7 +160,8 @@ def test_bad_credentials_are_one_line_naming_the_node_and_the_server(app, tmp_pa
         sink = dict(url=server.url, database=app, measurement="m", username=_influx.ADMIN[0])
         code, stats = run(app, {**sink, "password": "wrong"}, count=3)
         assert code == 2, "a configuration error ends the run"
-        assert stats["influx"]["failure"].startswith("stopped by a configuration error: node 'influx'")
+        assert stats["influx"]["failure"] == "stopped by a configuration error"
+        assert stats["influx"]["extra"]["config_error"].startswith("node 'influx'")
         lines = [line for line in capfd.readouterr().err.splitlines() if "authorization failed" in line]
         assert len(lines) == 1, lines
         assert f"node 'influx': InfluxDB {server.url}: authorization failed (username 'admin'" in lines[0]
