@@ -91,6 +91,8 @@ class InfluxSink(SinkNode):
     ``writes``, ``retries``, ``bad_points``, ``skipped_values``, ``skipped_points``.
     """
 
+    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (connectors/_base.py)
+
     max_held_frames: ClassVar[int] = 24
 
     @classmethod

@@ -52,6 +52,8 @@ class MqttSink(SinkNode):
     was away), ``overflow``, ``bad_topic``, ``bad_payload``.
     """
 
+    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (connectors/_base.py)
+
     OPTIONS: ClassVar[tuple[str, ...]] = (*_mqtt.CONNECTION_OPTIONS, "topic", "qos", "retain", "payload",
                                           "jpeg_quality", "spool", "spool_bytes", "on_full")
 

@@ -51,6 +51,8 @@ class MqttSource(ProducerNode):
     ``max_queued_messages``, 1000 by default): raise it for long absences.
     """
 
+    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (connectors/_base.py)
+
     fps: ClassVar[float | None] = None          # as fast as messages come
     OPTIONS: ClassVar[tuple[str, ...]] = (*_mqtt.CONNECTION_OPTIONS, "topics", "qos", "payload",
                                           "timestamp_field", "clean_session", "session_expiry", "max_pending")

@@ -122,6 +122,8 @@ class Views:
         """``node: target state (error)`` for every connector connection that is not up (empty: all up)."""
         out = []
         for name, node in sorted((self.statistics().get("nodes") or {}).items()):
+            if node.get("connections_pending"):
+                out.append(f"node '{name}': starting (its connection state has not arrived yet)")
             for target, conn in sorted(((node.get("extra") or {}).get("connections") or {}).items()):
                 if conn.get("state") != "up":
                     why = f" ({conn['error']})" if conn.get("error") else ""

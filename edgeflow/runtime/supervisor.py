@@ -70,6 +70,7 @@ class Supervisor:
     def __init__(self, graph, plans: dict, *, frames: int | None = None, duration: float | None = None,
                  stats_interval: float | None = None, echo: Callable[[str], None] = print) -> None:
         self.graph = graph
+        self._reporting = {spec.name for spec in graph.nodes if _reports_connections(spec)}
         self.app = graph.app
         self.plans = plans
         self.frames = frames
@@ -321,7 +322,11 @@ class Supervisor:
             if rep.failure:
                 info["failure"] = rep.failure
         for spec in self.graph.nodes:
-            per_node.setdefault(spec.name, {})["replicas"] = spec.replicas
+            info = per_node.setdefault(spec.name, {})
+            info["replicas"] = spec.replicas
+            if spec.name in self._reporting and not any((s.get("extra") or {}).get("connections")
+                                                        for s in snaps.get(spec.name, ())):
+                info["connections_pending"] = True   # a connector not yet reporting: /readyz waits for it
         stats = metrics.app_statistics(self.graph, snaps, per_node)
         for edge, graph_edge in zip(stats["edges"], self.graph.edges):
             edge["fps"] = self._edge_fps(graph_edge, edge["frames"])
@@ -336,3 +341,11 @@ class Supervisor:
             mark_t, mark_n = now, frames
         self._edge_marks[key] = (mark_t, mark_n, fps)
         return fps
+
+
+def _reports_connections(spec) -> bool:
+    """Whether the node's class keeps a connection state (a connector: ``reports_connections``)."""
+    try:
+        return bool(getattr(spec.load_class(), "reports_connections", False))
+    except Exception:                 # a class that does not load fails in its own process, with its message
+        return False

@@ -66,6 +66,25 @@ async def test_health_probes():
 
 
 @run_async
+async def test_readyz_waits_for_every_connector_connection():
+    """A connector not reporting yet, or a connection not up, is one 503 line naming the node (issue 13)."""
+    stats = {"app": "demo", "edges": [], "nodes": {"sensors": {"connections_pending": True}, "camera": {}}}
+    runtime = StaticRuntime("demo", stats=stats)
+    async with client_for(runtime) as (client, hub):
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        assert await resp.text() == ("not ready: node 'sensors': starting (its connection state has not "
+                                     "arrived yet)\n")
+        stats["nodes"]["sensors"] = {"extra": {"connections": {"mqtt://b:1883": {"state": "down",
+                                                                               "error": "unreachable"}}}}
+        resp = await client.get("/readyz")
+        assert (resp.status, await resp.text()) == (503, "not ready: node 'sensors': mqtt://b:1883 down "
+                                                         "(unreachable)\n")
+        stats["nodes"]["sensors"]["extra"]["connections"]["mqtt://b:1883"] = {"state": "up", "error": None}
+        assert (await client.get("/readyz")).status == 200
+
+
+@run_async
 async def test_status_fps_and_topics():
     graph, stats = graph_and_stats()
     async with client_for(StaticRuntime("demo", graph=graph, stats=stats)) as (client, hub):
