@@ -1,6 +1,7 @@
 """Connectors: nodes that bring data in from, and out to, the world outside the pipeline.
 
-    from edgeflow.connectors import MqttSource, MqttSink, CsvSink, JsonlSink, VideoSink, PostgresSink, InfluxSink
+    from edgeflow.connectors import (MqttSource, MqttSink, CsvSink, JsonlSink, VideoSink, PostgresSink,
+                                     InfluxSink)
     app.node(MqttSource, name="sensors", url="mqtt://127.0.0.1:1883", topics=["sensors/+/temperature"], qos=1)
     app.node(PostgresSink, name="db", url="postgresql://user@127.0.0.1:5432/db", table="estimates")
 

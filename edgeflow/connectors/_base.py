@@ -5,10 +5,10 @@ same way everywhere:
 
 - ``opt_*`` checks raise one-line ``ConfigError``s naming the node and the option, at registration.
 - ``ConnectionState`` keeps "connecting" / "up" / "down" (with the last error) in the node's statistics
-  (``extra["connections"]``); the gateway's ``/metrics`` exports it as ``edgeflow_connector_up`` and ``/readyz``
-  answers 503 while a connection is not up.
-- ``count(node, event)`` adds to ``extra["events"]`` (``edgeflow_connector_events_total{node,event}``): spooled,
-  overflow, bad_payload, retries, rows, ...
+  (``extra["connections"]``); the gateway's ``/metrics`` exports it as ``edgeflow_connector_up`` and
+  ``/readyz`` answers 503 while a connection is not up.
+- ``count(node, event)`` adds to ``extra["events"]`` (``edgeflow_connector_events_total{node,event}``):
+  spooled, overflow, bad_payload, retries, rows, ...
 - ``Backoff``: the reconnect delays (0.5 s doubling to 30 s, with jitter so replicas do not retry together).
 """
 
@@ -117,8 +117,9 @@ def opt_url(node: str, options: dict, key: str, schemes: Iterable[str], *, requi
     except ValueError as exc:
         raise option_error(node, key, f"{redact(text)!r} is not a valid URL ({exc})") from None
     if url.scheme not in schemes:
-        raise option_error(node, key, f"unknown URL scheme {url.scheme + '://' if url.scheme else '(none)'} in "
-                                      f"{redact(text)!r} (expected {' or '.join(s + '://' for s in schemes)})")
+        given = url.scheme + "://" if url.scheme else "(none)"
+        expected = " or ".join(s + "://" for s in schemes)
+        raise option_error(node, key, f"unknown URL scheme {given} in {redact(text)!r} (expected {expected})")
     if not url.hostname:
         raise option_error(node, key, f"{redact(text)!r} names no host")
     return url

@@ -3,8 +3,8 @@ committed, so a sink killed mid-batch gets them again (and its idempotent write 
 
 A batch closes when it has ``max_rows`` rows, holds as many frames as the runtime lets one replica hold
 (``context.hold_limit``, from the class's ``max_held_frames``), or is ``max_seconds`` old. The sink calls
-``add()`` from ``consume()``, ``flush_due()`` from ``consume()`` and ``idle()``, and ``take()`` / ``acknowledge()``
-around its write.
+``add()`` from ``consume()``, ``ready()`` from ``consume()`` and ``idle()``, and ``take()`` /
+``acknowledge()`` around its write.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ Options common to both (checked by ``check_connection_options``):
     client_id: default ``edgeflow-<app>-<node>-<replica>``: fixed, so a persistent session survives restarts.
     keepalive: seconds (default 30).
     ca, cert, key: TLS files (PEM): the CA that signed the broker's certificate (default: the system's), and a
-        client certificate and key for brokers that ask for one. ``tls_insecure=True`` skips the host name check.
+        client certificate and key for brokers that ask for one. ``tls_insecure=True`` skips the host name
+        check.
     connect_timeout: seconds ``setup()`` waits for the first answer (default 5): refused credentials fail the
         node at start (a configuration error, not retried); an unreachable broker is logged and retried.
     reconnect_min, reconnect_max: the back-off between reconnect attempts (default 0.5 s doubling to 30 s).
@@ -24,14 +25,14 @@ import threading
 import time
 from typing import Any
 
-from edgeflow.connectors._base import (Backoff, ConnectionState, opt_bool, opt_number, opt_str, opt_url, option_error,
-                                      redact)
+from edgeflow.connectors._base import (Backoff, ConnectionState, opt_bool, opt_number, opt_str, opt_url,
+                                      option_error, redact)
 from edgeflow.errors import ConfigError
 
 log = logging.getLogger("edgeflow.connectors.mqtt")
 
-CONNECTION_OPTIONS = ("url", "username", "password", "protocol", "client_id", "keepalive", "ca", "cert", "key",
-                      "tls_insecure", "connect_timeout", "reconnect_min", "reconnect_max")
+CONNECTION_OPTIONS = ("url", "username", "password", "protocol", "client_id", "keepalive", "ca", "cert",
+                      "key", "tls_insecure", "connect_timeout", "reconnect_min", "reconnect_max")
 PROTOCOLS = ("3.1.1", "5")
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 # CONNACK reason codes that retrying cannot fix (3.1.1: 4, 5; MQTT 5: 134, 135, 138, 140)
@@ -120,8 +121,8 @@ class MqttConnection:
     def start(self, threaded: bool = True) -> None:
         """Connect and wait up to ``connect_timeout`` for the broker's first answer.
 
-        ``threaded``: paho's network thread does the I/O and the reconnects; else the caller calls ``service()``
-        often (a source: one thread, no hand-over between threads per message).
+        ``threaded``: paho's network thread does the I/O and the reconnects; else the caller calls
+        ``service()`` often (a source: one thread, no hand-over between threads per message).
 
         Raises:
             ConfigError: the broker refused the credentials or the client id (retrying cannot help).
@@ -197,7 +198,7 @@ class MqttConnection:
         finally:
             self.client.loop_stop()
 
-    # -- paho callbacks (network thread) ----------------------------------------------------------------------
+    # -- paho callbacks (network thread) ------------------------------------------------------------------
     def _connected(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             why = str(reason_code)

@@ -229,7 +229,7 @@ def _float(value: Any) -> float | None:
 class _FileSink(SinkNode):
     """The file sinks' common part: files, rotation, flushing, crash recovery (see the module docstring)."""
 
-    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (connectors/_base.py)
+    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (_base.py)
 
     max_held_frames: ClassVar[int] = 24
     OPTIONS: ClassVar[tuple] = ("path", "rotate_bytes", "rotate_s", "flush", "flush_rows", "flush_ms",

@@ -91,7 +91,7 @@ class InfluxSink(SinkNode):
     ``writes``, ``retries``, ``bad_points``, ``skipped_values``, ``skipped_points``.
     """
 
-    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (connectors/_base.py)
+    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (_base.py)
 
     max_held_frames: ClassVar[int] = 24
 

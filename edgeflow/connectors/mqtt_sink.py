@@ -40,8 +40,8 @@ class MqttSink(SinkNode):
 
     Options (besides the connection's, see edgeflow/connectors/_mqtt.py):
         topic: the topic, a template filled from the message's fields and then the meta (``twins/{asset}/x``,
-            ``{mqtt_topic}`` sends a message back to where an MqttSource got it). A frame that does not fill it
-            is counted as ``bad_topic`` and skipped.
+            ``{mqtt_topic}`` sends a message back to where an MqttSource got it). A frame that does not fill
+            it is counted as ``bad_topic`` and skipped.
         qos: 0, 1 (default) or 2. retain: False (default).
         payload: ``"auto"`` (default: a dict message or a list as JSON, bytes as they are, a uint8 image
             HxW or HxWx3 as JPEG), ``"json"``, ``"bytes"``, ``"jpeg"`` or ``"png"``. ``jpeg_quality``: 90.
@@ -52,7 +52,7 @@ class MqttSink(SinkNode):
     was away), ``overflow``, ``bad_topic``, ``bad_payload``.
     """
 
-    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (connectors/_base.py)
+    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (_base.py)
 
     OPTIONS: ClassVar[tuple[str, ...]] = (*_mqtt.CONNECTION_OPTIONS, "topic", "qos", "retain", "payload",
                                           "jpeg_quality", "spool", "spool_bytes", "on_full")
@@ -63,7 +63,8 @@ class MqttSink(SinkNode):
         _mqtt.check_connection_options(name, options)
         topic = opt_str(name, options, "topic", required=True)
         if "+" in topic or "#" in topic:
-            raise option_error(name, "topic", f"{topic!r}: wildcards are for subscriptions, not a topic to send to")
+            raise option_error(name, "topic",
+                               f"{topic!r}: wildcards are for subscriptions, not a topic to send to")
         try:
             list(string.Formatter().parse(topic))
         except ValueError as exc:
@@ -214,7 +215,8 @@ class MqttSink(SinkNode):
             return None
         if not topic or "+" in topic or "#" in topic:
             count(self, "bad_topic")
-            self._say("bad_topic", f"topic {topic!r} (from {self._template!r}) cannot be published to; skipped")
+            self._say("bad_topic",
+                      f"topic {topic!r} (from {self._template!r}) cannot be published to; skipped")
             return None
         return topic
 

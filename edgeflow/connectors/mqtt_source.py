@@ -28,15 +28,16 @@ class MqttSource(ProducerNode):
 
     Guarantee: at least once for QoS 1 and 2 — a message is acknowledged to the broker only once its frame is
     in this node's output ring, and its persistent session (a fixed client id, no clean start) keeps what is
-    sent while the node is away, so a crash or restart loses nothing; a message whose frame was written but not
-    yet acknowledged when the node died comes again (``meta["mqtt_dup"]`` is True). QoS 0 is at most once.
+    sent while the node is away, so a crash or restart loses nothing; a message whose frame was written but
+    not yet acknowledged when the node died comes again (``meta["mqtt_dup"]`` is True). QoS 0 is at most
+    once.
 
     Options (besides the connection's, see edgeflow/connectors/_mqtt.py):
         topics: a topic filter or a list of them (required).
         qos: 0, 1 (default) or 2, for every subscription.
-        payload: ``"json"`` (default: the payload must be JSON; a dict or list becomes a dict message, any other
-            value ``{"value": v}``; anything else is counted as ``bad_payload`` and skipped), ``"bytes"`` (the
-            payload as bytes) or ``"auto"`` (JSON when it parses, else bytes).
+        payload: ``"json"`` (default: the payload must be JSON; a dict or list becomes a dict message, any
+            other value ``{"value": v}``; anything else is counted as ``bad_payload`` and skipped),
+            ``"bytes"`` (the payload as bytes) or ``"auto"`` (JSON when it parses, else bytes).
         timestamp_field: a field of the JSON message holding the frame's timestamp: seconds since the epoch
             (values above 1e11 are taken as milliseconds) or an ISO 8601 string; default: the arrival time.
         clean_session: False (default): a persistent session; True starts empty every time.
@@ -51,7 +52,7 @@ class MqttSource(ProducerNode):
     ``max_queued_messages``, 1000 by default): raise it for long absences.
     """
 
-    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (connectors/_base.py)
+    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (_base.py)
 
     fps: ClassVar[float | None] = None          # as fast as messages come
     OPTIONS: ClassVar[tuple[str, ...]] = (*_mqtt.CONNECTION_OPTIONS, "topics", "qos", "payload",
@@ -87,7 +88,7 @@ class MqttSource(ProducerNode):
         self._warned_bad = 0
         clean = bool(self.config.get("clean_session", False))
         self.mqtt = _mqtt.MqttConnection(self, clean=clean, manual_ack=True, on_connect=self._subscribe)
-        self.mqtt.client.on_message = self._on_message     # before connecting: a session's backlog comes first
+        self.mqtt.client.on_message = self._on_message    # before connecting: a backlog comes first
         # no network thread: produce() reads the socket itself, so a message costs no hand-over between
         # threads (and no fight for the GIL); acknowledgements go out from here too
         self.mqtt.start(threaded=False)
@@ -184,8 +185,8 @@ def _check_filter(node: str, topic: str) -> None:
     levels = topic.split("/")
     for i, level in enumerate(levels):
         if ("#" in level and (level != "#" or i != len(levels) - 1)) or ("+" in level and level != "+"):
-            raise option_error(node, "topics", f"{topic!r} is not a valid topic filter ('+' is a whole level, "
-                                               "'#' the whole last level)")
+            raise option_error(node, "topics", f"{topic!r} is not a valid topic filter ('+' is a whole "
+                                               "level, '#' the whole last level)")
 
 
 def _timestamp(value: Any) -> float | None:

@@ -87,7 +87,7 @@ class PostgresSink(SinkNode):
     ``retries``, ``fields_dropped``.
     """
 
-    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (connectors/_base.py)
+    reports_connections: ClassVar[bool] = True   # /readyz waits for its connection state (_base.py)
 
     max_held_frames: ClassVar[int] = 24
     OPTIONS: ClassVar[tuple[str, ...]] = ("url", "table", "batch_size", "batch_ms", "schema", "columns",
