@@ -2,8 +2,8 @@
 
 A row is ``frame_id``, ``topic``, ``timestamp`` (capture time, seconds since the epoch), then the payload's
 fields and the frame's meta. A dict message is one row; a list of dict messages is one row each (``index``
-tells them apart); any other payload (an array, bytes, a number) is one row with a ``data`` field. Nested dicts are
-flattened with dots (``{"pos": {"x": 1}}`` -> ``pos.x``), small arrays become lists, meta fields are
+tells them apart); any other payload (an array, bytes, a number) is one row with a ``data`` field. Nested
+dicts are flattened with dots (``{"pos": {"x": 1}}`` -> ``pos.x``), small arrays become lists, meta fields are
 prefixed ``meta.`` (EdgeFlow's own meta, ``edgeflow.*``, is left out), and a payload field named like a frame
 column (``timestamp``, ``frame_id``, ``topic``; ``index`` in a list) becomes ``data.<name>``.
 """
