@@ -2,7 +2,7 @@
 as an EdgeFlow pipeline against a mosquitto of the test's own, into a CSV file and a recording InfluxDB 2.x
 HTTP server (InfluxDB 2 is not installable here); its health endpoints; its errors.
 
-The configuration and the model (tests/twin/seed/) are the seed's README text (../shared/seeds/004_*), with
+The configuration and the model (tests/twin/seed/) are the seed's README text (seed 004, copied here), with
 the addresses coming in through ${ENV} and a CSV sink added; each test copies them into its tmp_path.
 """
 

@@ -1,4 +1,4 @@
-# The model block of PyEdgeTwin's README (../shared/seeds/004_*), as written there.
+# The model block of PyEdgeTwin's README (seed 004, copied here), as written there.
 from pyedgetwin.models.base import ModelBlock, ModelBlockContext
 
 class KalmanFilter(ModelBlock):
