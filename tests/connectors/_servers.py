@@ -13,8 +13,6 @@ import time
 
 import pytest
 
-from runtime.nodes import read_lines, wait_for  # noqa: F401 (one copy for every test folder)
-
 START_TIMEOUT = 20.0
 
 
@@ -53,3 +51,25 @@ def wait_listening(port: int, proc=None, timeout: float = START_TIMEOUT, what: s
         except OSError:
             time.sleep(0.02)        # polling a port that has no event to await
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout:g} s")
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll predicate() every 20 ms until it returns something truthy (returned); AssertionError after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def read_lines(path) -> list[str]:
+    """The complete lines of path so far ([] while it does not exist); a line still being written is left out."""
+    try:
+        with open(path) as file:
+            text = file.read()
+    except FileNotFoundError:
+        return []
+    return text.split("\n")[:-1]
