@@ -173,9 +173,11 @@ class InfluxSink(SinkNode):
                 self._bad_data(status, answer, len(points))
                 self.state.up()
                 return True
-            self.state.down(why)
             config = status in CONFIG_STATUSES
-            if not failures:                             # one line per outage, one when it is over
+            # one line per outage (the start's "not reachable yet" is one), one when it is over
+            said = self.state.state == "down" and not config
+            self.state.down(why)
+            if not failures and not said:
                 log = self.log.error if config else self.log.warning
                 what = _config_hint(status, s) if config else "write failed"
                 how = f"every {backoff.cap:g} s" if config else "with back-off"

@@ -8,6 +8,8 @@ meta) given as an option, one per frame.
 
 from __future__ import annotations
 
+import os
+
 from edgeflow import EndOfStream, Frame, ProducerNode
 
 BASE_US = 1_700_000_000_123_457       # 2023-11-14, with microseconds a float must keep exactly
@@ -33,6 +35,8 @@ class Telemetry(ProducerNode):
     fps = None
     count = 10
     site = "plant 1"
+    gate = ""            # a file: after ``gate_at`` frames, wait until the test creates it
+    gate_at = 0
 
     def setup(self):
         self.i = 0
@@ -40,6 +44,9 @@ class Telemetry(ProducerNode):
     def produce(self):
         if self.i >= self.count:
             raise EndOfStream
+        if self.gate and self.i == self.gate_at and not os.path.exists(self.gate):
+            self.context.wait(0.01)
+            return None
         i, self.i = self.i, self.i + 1
         return Frame(message(i), timestamp=stamp_us(i) / 1e6, meta={"site": self.site})
 

@@ -185,7 +185,7 @@ def test_influxdb_away_at_the_start_then_killed_while_writing_loses_nothing(app,
     server = _influx.start(tmp_path)
     server.create_database(app)
     server.stop()                      # away when the sink starts: a log line and retries, not a failure
-    n, err = 400, []
+    n, err, gate = 400, [], tmp_path / "killed"
 
     def said(text: str) -> bool:
         err.append(capfd.readouterr().err)
@@ -196,12 +196,13 @@ def test_influxdb_away_at_the_start_then_killed_while_writing_loses_nothing(app,
         server.start()
         wait_for(lambda: server.rows("SELECT count(i) FROM m", app), 30, "a first batch in InfluxDB")
         server.kill()                  # SIGKILL while writing: what was answered 204 must be in its WAL
+        gate.touch()                   # the second half of the stream meets the server away
         time.sleep(2.0)                # the fault: the server is away for 2 s
         server.start()                 # same port, same data
 
     try:
         sink = dict(url=server.url, database=app, measurement="m", tags=["asset"], batch_ms=50)
-        code, stats = run(app, sink, count=n, fps=200, during=outage)
+        code, stats = run(app, sink, count=n, fps=200, gate=str(gate), gate_at=n // 2, during=outage)
         assert code == 0
         assert server.rows("SELECT count(i) FROM m", app)[0]["count"] == n, "every point is there"
     finally:
