@@ -13,10 +13,11 @@ from edgeflow._nodeload import did_you_mean
 from edgeflow.errors import GraphError
 
 
-def check_graph(app: str, nodes: Sequence[Any], edges: Sequence[Any]) -> None:
+def check_graph(app: str, nodes: Sequence[Any], edges: Sequence[Any], fed_later: Sequence[str] = ()) -> None:
     """Raise GraphError for the first problem found, in this order: no nodes, a duplicate node, a bad link
     (unknown node, into a producer, out of a sink, duplicate), a cycle, a fusion node with fewer than two
-    inputs, a node no producer reaches."""
+    inputs, a node no producer reaches (``fed_later``: nodes streams activated at run time will feed, e.g. a
+    stream template's gateway, count as reached)."""
     if not nodes:
         raise GraphError(f"app {app!r}: no nodes registered")
     kinds: dict[str, str] = {}
@@ -28,7 +29,11 @@ def check_graph(app: str, nodes: Sequence[Any], edges: Sequence[Any]) -> None:
     if cycle := find_cycle(list(kinds), edges):
         raise GraphError("cycle: " + " -> ".join(cycle), node=cycle[0], link=(cycle[-2], cycle[-1]))
     _check_fusion_inputs(kinds, edges)
-    _check_reachable(kinds, edges)
+    unknown = [name for name in fed_later if name not in kinds]
+    if unknown:
+        hint = did_you_mean(unknown[0], list(kinds))
+        raise GraphError(f"streams(): to={unknown[0]!r} is not a node of app {app!r}{hint}", node=unknown[0])
+    _check_reachable(kinds, edges, fed_later)
 
 
 def _check_links(kinds: dict[str, str], edges: Sequence[Any]) -> None:
@@ -85,8 +90,8 @@ def _check_fusion_inputs(kinds: dict[str, str], edges: Sequence[Any]) -> None:
                              node=name)
 
 
-def _check_reachable(kinds: dict[str, str], edges: Sequence[Any]) -> None:
-    reached = {name for name, kind in kinds.items() if kind == "producer"}
+def _check_reachable(kinds: dict[str, str], edges: Sequence[Any], fed_later: Sequence[str] = ()) -> None:
+    reached = {name for name, kind in kinds.items() if kind == "producer"} | set(fed_later)
     frontier = list(reached)
     while frontier:
         source = frontier.pop()

@@ -96,6 +96,7 @@ class NodeSpec:
             or None (the default image).
         dependencies: node.toml's ``[build] dependencies``: pip requirements installed into that image.
         gpu: node.toml's ``[runtime] gpu``: deploy asks for one ``nvidia.com/gpu`` for the node's container.
+        stream: the id of the stream (edgeflow.streams) the node belongs to, or None.
 
     Raises:
         GraphError: on construction, naming the node, for an invalid field.
@@ -116,6 +117,7 @@ class NodeSpec:
     base_image: str | None = None
     dependencies: tuple[str, ...] = ()
     gpu: bool = False
+    stream: str | None = None
 
     def __post_init__(self) -> None:
         fields = _nodeload.check_fields(self.name, self.kind, self.fps, self.replicas, self.device,
@@ -149,15 +151,17 @@ class NodeSpec:
         """
         node = self.load_class()(name=self.name, **self.options)
         node.replica = replica
+        node.stream_id = self.stream
         return node
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: name, type, replicas, device, fps, node_port, group, config (odd values as repr),
-        description, build (``{"base", "dependencies"}``) and gpu."""
+        description, build (``{"base", "dependencies"}``), gpu, and ``stream`` for a stream's node."""
         return {"name": self.name, "type": self.kind, "replicas": self.replicas, "device": self.device,
                 "fps": self.fps, "node_port": self.node_port, "group": self.group,
                 "config": _redacted(_jsonable(self.config)), "description": self.description,
-                "build": {"base": self.base_image, "dependencies": list(self.dependencies)}, "gpu": self.gpu}
+                "build": {"base": self.base_image, "dependencies": list(self.dependencies)}, "gpu": self.gpu,
+                **({"stream": self.stream} if self.stream else {})}
 
     def same_node(self, other: NodeSpec) -> bool:
         """True when ``other`` defines the same node: same name, kind and class or folder, and the same options
@@ -212,6 +216,7 @@ class Graph:
     Attributes:
         app: the app's name. nodes: NodeSpecs in registration order. edges: EdgeSpecs in link order.
         broker: the RedisBroker or DualRedisBroker for cross-host links, or None.
+        streams: the app's StreamTemplate (edgeflow.streams), or None.
 
     Raises:
         GraphError: on construction, for the first problem (see ``_graphcheck.check_graph``), in one line
@@ -222,12 +227,14 @@ class Graph:
     nodes: tuple[NodeSpec, ...]
     edges: tuple[EdgeSpec, ...] = ()
     broker: RedisBroker | DualRedisBroker | None = None
+    streams: Any = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))
         object.__setattr__(self, "edges", tuple(self.edges))
         _check_app(self.app, self.broker)
-        _graphcheck.check_graph(self.app, self.nodes, self.edges)
+        fed_later = self.streams.to if self.streams is not None else ()
+        _graphcheck.check_graph(self.app, self.nodes, self.edges, fed_later)
 
     def node(self, name: str) -> NodeSpec:
         """The NodeSpec called name.
@@ -265,9 +272,12 @@ class Graph:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able view: ``{"app", "broker", "nodes": [...], "edges": [...]}``, one edge per link (replicas
         are not expanded); the broker without passwords."""
-        return {"app": self.app, "broker": None if self.broker is None else self.broker.to_dict(),
-                "nodes": [spec.to_dict() for spec in self.nodes],
-                "edges": [edge.to_dict() for edge in self.edges]}
+        out = {"app": self.app, "broker": None if self.broker is None else self.broker.to_dict(),
+               "nodes": [spec.to_dict() for spec in self.nodes],
+               "edges": [edge.to_dict() for edge in self.edges]}
+        if self.streams is not None:
+            out["streams"] = self.streams.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -365,6 +375,8 @@ class EdgeApp:
         self._specs: dict[str, NodeSpec] = {}
         self._classes: dict[str, type] = {}          # name -> class, folder nodes' classes included
         self._links: list[_PendingLink] = []
+        self._streams = None                         # a StreamTemplate (streams())
+        self._stream_id: str | None = None           # set on a stream's fragment (edgeflow.streams)
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:
@@ -449,7 +461,29 @@ class EdgeApp:
                 link, fusion node with fewer than two inputs, node no producer reaches (one line naming it).
         """
         edges = tuple(self._resolve(link) for link in self._links)
-        return Graph(self.name, tuple(self._specs.values()), edges, self.broker)
+        return Graph(self.name, tuple(self._specs.values()), edges, self.broker, self._streams)
+
+    def streams(self, source: type, workers: Any = (), to: Any = (), *, replicas: int = 1,
+                source_options: Mapping[str, Any] | None = None,
+                worker_options: Mapping[str, Any] | None = None, qos: QoS | str = QoS.REALTIME) -> Any:
+        """Declare what each stream becomes when it is activated at run time (a camera fleet managed over the
+        gateway's stream API, or ``running.streams.activate(id, url, params)``): the source class (its ``url``
+        option is the stream's url), the worker classes in order (each gets the stream's ``params`` and an
+        ``on_params(params)`` hook for changes), and the node(s) of this app the last one feeds (``to``, e.g.
+        the gateway). Each stream's nodes are ``stream-<id>-source``, ``stream-<id>-<worker>`` (see
+        edgeflow.streams). One template per app.
+
+        Returns:
+            The StreamTemplate.
+
+        Raises:
+            GraphError: a second template, or an invalid class, ``to`` or ``replicas``.
+        """
+        from edgeflow.streams import make_template
+        if self._streams is not None:
+            raise GraphError(f"app {self.name!r}: streams() is declared already (one template per app)")
+        self._streams = make_template(source, workers, to, replicas, source_options, worker_options, qos)
+        return self._streams
 
     def run(self, argv: list[str] | None = None) -> Any:
         """Run the app (``python main.py``, or ``--node X`` for one node): see edgeflow.runtime.launcher.
@@ -504,7 +538,8 @@ class EdgeApp:
         if check is not None:
             check(name, dict(config))      # a connector's options fail here, before anything starts
         spec = NodeSpec(name=name, kind=kind, **fields, config=config, options=opts,
-                        class_ref=None if folder else cls, folder=str(folder) if folder else None, **deploy)
+                        class_ref=None if folder else cls, folder=str(folder) if folder else None, **deploy,
+                        stream=self._stream_id)
         self._specs[name] = spec
         self._classes[name] = user_cls     # link(MyModel) finds the node by the class the user registered
         return spec

@@ -58,6 +58,7 @@ class Node:
             setattr(self, key, value)
         self.log = logging.getLogger(f"edgeflow.node.{self.name}")
         self.context: Any = None
+        self.stream_id: str | None = None     # the stream (edgeflow.streams) this node serves, set by the runtime
 
     # -- lifecycle (override what you need) ----------------------------------------------------------------
     def setup(self) -> None:
@@ -73,6 +74,23 @@ class Node:
     def idle(self) -> None:
         """Called about every 0.1 s while a consumer or sink waits with no input frame: flush a batch that is
         due, look after a connection. Override what you need."""
+
+    def on_params(self, params: dict[str, Any]) -> None:
+        """A stream's params changed while it runs (the stream API's PUT, ``running.streams.update``): the
+        default sets ``self.params``; override to rebuild what depends on them. Called between two frames."""
+        self.params = dict(params)
+
+    # -- your own metrics (statistics ``extra["user_metrics"]``, /metrics under their own names) -----------
+    def gauge(self, name: str, value: float) -> None:
+        """Set the gauge ``name`` (a Prometheus metric name) to ``value``; labelled with the node (and the
+        stream) on /metrics. A no-op outside a runtime."""
+        if self.context is not None:
+            self.context.metrics.gauge(name, value)
+
+    def count(self, name: str, n: float = 1) -> None:
+        """Add ``n`` to the counter ``name`` (end it in ``_total``); a no-op outside a runtime."""
+        if self.context is not None:
+            self.context.metrics.count(name, n)
 
     @classmethod
     def check_options(cls, name: str, options: dict[str, Any]) -> None:

@@ -30,28 +30,32 @@ class Input:
 class InputSet:
     """All of a node replica's input rings, read round-robin so no input starves another."""
 
-    def __init__(self, inputs: list[Input]) -> None:
+    def __init__(self, inputs: list[Input], keep_open: bool = False) -> None:
         self.inputs = inputs
+        self.keep_open = keep_open        # inputs come and go at run time (streams): never finished
         self._next = 0
         self._done_sources: set[str] = set()
         self._pending: list[tuple[Frame, Input]] = []     # found while checking on a closing writer
 
     @classmethod
-    def open(cls, app: str, plans, *, max_held: int = 4) -> "InputSet":
+    def open(cls, app: str, plans, *, max_held: int = 4, keep_open: bool = False) -> "InputSet":
         """Subscribe to every ring of the given InputPlans, as their groups."""
-        inputs = []
-        try:
-            for p in plans:
-                for topic in p.topics:
-                    balanced = p.qos is QoS.BALANCED
-                    sub = shm.Subscriber(topic, app=app, qos=p.qos, group=p.group, max_held=max_held,
-                                         max_lag=(p.max_lag or None) if balanced else None)
-                    inputs.append(Input(p.label, p.source, sub, p.qos))
-        except BaseException:
-            for inp in inputs:
-                inp.sub.close()
-            raise
-        return cls(inputs)
+        return cls(_subscribe(app, plans, max_held), keep_open)
+
+    def add_plans(self, app: str, plans, *, max_held: int = 4) -> None:
+        """Subscribe to the rings of more InputPlans (a node or stream added to the running app)."""
+        self.inputs.extend(_subscribe(app, plans, max_held))
+
+    def remove_source(self, source: str) -> int:
+        """Close and forget every input from ``source`` (a node removed from the running app); how many."""
+        gone = [inp for inp in self.inputs if inp.source == source]
+        for inp in gone:
+            inp.sub.close()
+        self.inputs = [inp for inp in self.inputs if inp.source != source]
+        self._pending = [(f, inp) for f, inp in self._pending if inp.source != source]
+        self._done_sources.discard(source)
+        self._next = 0
+        return len(gone)
 
     def add(self, inp: Input) -> None:
         """Read one more input (the router adds Redis or TCP subscriptions for sources on other hosts)."""
@@ -108,8 +112,8 @@ class InputSet:
         self._done_sources.add(source)
 
     def finished(self) -> bool:
-        """True when every input's source ended its stream and everything was read."""
-        return bool(self.inputs) and all(inp.finished for inp in self.inputs)
+        """True when every input's source ended its stream and everything was read (never with keep_open)."""
+        return not self.keep_open and bool(self.inputs) and all(inp.finished for inp in self.inputs)
 
     def statistics(self) -> dict[str, dict]:
         """Per input label: frames received and skipped (drops) as the rings count them."""
@@ -126,6 +130,23 @@ class InputSet:
         for inp in self.inputs:
             inp.sub.close()
 
+
+
+def _subscribe(app: str, plans, max_held: int) -> list[Input]:
+    """An Input per ring of the InputPlans (all or none: a failure closes what was opened)."""
+    inputs = []
+    try:
+        for p in plans:
+            for topic in p.topics:
+                balanced = p.qos is QoS.BALANCED
+                sub = shm.Subscriber(topic, app=app, qos=p.qos, group=p.group, max_held=max_held,
+                                     max_lag=(p.max_lag or None) if balanced else None)
+                inputs.append(Input(p.label, p.source, sub, p.qos))
+    except BaseException:
+        for inp in inputs:
+            inp.sub.close()
+        raise
+    return inputs
 
 
 def _stat(stats, name: str) -> int:

@@ -21,6 +21,7 @@ import argparse
 import logging
 import signal
 import sys
+from typing import Any
 
 from edgeflow import _logging
 from edgeflow.config import settings
@@ -174,11 +175,77 @@ class RunningApp:
         self._thread.join()
         return self.exit_code
 
+    # -- changing it while it runs (edgeflow.runtime.dynamic) --------------------------------------------
+    def add(self, fragment: Any, /, *, to: Any = (), timeout: float = 30.0, **options: Any) -> list[str]:
+        """Add nodes and links to the running app without stopping the others; the names added.
+
+        ``fragment``: an EdgeApp holding the new nodes and their links (links may name the running app's
+        nodes), or a node class with its options, e.g. ``running.add(Camera, name="cam2", to="gateway")``.
+        Validated with the running graph as at start: a cycle, an unknown node or a refused option raises
+        GraphError/ConfigError and nothing changes.
+        """
+        from edgeflow.graph import EdgeApp
+        if isinstance(fragment, type):
+            part = EdgeApp(self.supervisor.app)
+            handle = part.node(fragment, **options)
+            for target in ([to] if isinstance(to, str) else to):
+                part.link(handle).to(target)
+            fragment = part
+        elif options or to:
+            raise TypeError("add(): options and to= go with a node class, not with an EdgeApp fragment")
+        dynamic = self.supervisor.dynamic
+        return self._result(dynamic.submit(lambda: dynamic.add(fragment)), timeout)
+
+    def remove(self, names: Any, *, timeout: float = 30.0) -> list[str]:
+        """Remove nodes (a name or a list) and their links; returns once their processes are gone and their
+        rings removed. What is left must be a valid graph (GraphError otherwise, nothing changes)."""
+        dynamic = self.supervisor.dynamic
+        return self._result(dynamic.submit(lambda: dynamic.remove(names)), timeout)
+
+    @property
+    def streams(self) -> "Streams":
+        """The app's streams (its ``app.streams(...)`` template): activate, deactivate, update, list."""
+        return Streams(self)
+
+    def _result(self, future, timeout: float):
+        if not self._thread.is_alive():
+            future.cancel()
+            raise RuntimeError(f"app '{self.supervisor.app}' is not running (exit code {self.exit_code})")
+        return future.result(timeout)
+
     def __enter__(self) -> "RunningApp":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Streams:
+    """``running.streams``: the stream template's subgraphs of a running app, by stream id (any string of
+    letters, digits, '-', '_', e.g. a UUID)."""
+
+    def __init__(self, running: RunningApp) -> None:
+        self._running = running
+        self._dynamic = running.supervisor.dynamic
+
+    def activate(self, stream_id: str, url: Any, params: dict | None = None, *, timeout: float = 30.0) -> dict:
+        """Start stream ``stream_id`` reading ``url``, its workers given ``params``; its info (``nodes``,
+        ``topics``: the node names whose frames reach the template's ``to`` nodes)."""
+        return self._running._result(self._dynamic.submit(
+            lambda: self._dynamic.activate(stream_id, url, dict(params or {}))), timeout)
+
+    def deactivate(self, stream_id: str, *, timeout: float = 30.0) -> dict:
+        """Stop stream ``stream_id``; returns once its processes are gone and its rings removed."""
+        return self._running._result(self._dynamic.submit(lambda: self._dynamic.deactivate(stream_id)), timeout)
+
+    def update(self, stream_id: str, params: dict, *, timeout: float = 30.0) -> dict:
+        """Give a running stream's workers new params (their ``on_params`` hook, no restart)."""
+        return self._running._result(self._dynamic.submit(
+            lambda: self._dynamic.update(stream_id, dict(params))), timeout)
+
+    def list(self) -> dict:
+        """Every active stream's state, as ``statistics()["streams"]``."""
+        return self._running.statistics().get("streams", {})
 
 
 def start_app(app, *, frames: int | None = None, duration: float | None = None) -> RunningApp:

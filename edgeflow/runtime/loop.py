@@ -255,11 +255,13 @@ class NodeRunner:
                                 slots=max(job.slots, getattr(plan, "slots", job.slots)))
             self.output = Output(self.name, pub, on_backpressure=getattr(plan, "on_backpressure", "block"),
                                  waiter=self._backpressure_wait, metrics=self.metrics)
-        if plan.inputs:
+        fed_later = getattr(plan, "fed_later", False)
+        if plan.inputs or fed_later:
             # a fusion node holds up to queue_size frames per input while it waits for partners
             held = max(MAX_HELD, int(job.spec.options.get("queue_size", 10)) + 2) if plan.kind == "fusion" \
                 else MAX_HELD + getattr(plan, "hold_limit", 0)
-            self.inputs = InputSet.open(job.app, plan.inputs, max_held=held)
+            self._max_held = held
+            self.inputs = InputSet.open(job.app, plan.inputs, max_held=held, keep_open=fed_later)
             if any(p.qos is QoS.DURABLE for p in plan.inputs):
                 self.delivered = (Delivered.shared(job.app, self.name) if getattr(plan, "exactly_once", False)
                                   else Delivered.local())
@@ -566,6 +568,28 @@ class NodeRunner:
                 self.app_graph = message[1]
             elif message[0] == "consumer_gone":
                 self.gone[message[1]] = message[2]
+            elif message[0] in ("add_inputs", "remove_inputs", "params"):
+                self._change(message)
+
+    def _change(self, message: tuple) -> None:
+        """The running app changed (edgeflow.runtime.dynamic): inputs added or removed, or new params."""
+        kind, payload = message
+        if kind == "params":
+            hook = getattr(self.control.node, "on_params", None)
+            try:
+                if hook is not None:
+                    hook(dict(payload))
+            except Exception as exc:           # refused: the node goes on with its old params, and says why
+                self.metrics.last_error = f"on_params: {type(exc).__name__}: {exc}"
+                log.error("%s: on_params(%r) raised %s: %s; the old params stay", self.name, payload,
+                          type(exc).__name__, exc)
+        elif self.inputs is None:
+            log.error("%s: %s for a node without inputs: ignored", self.name, kind)
+        elif kind == "add_inputs":
+            self.inputs.add_plans(self.job.app, payload, max_held=getattr(self, "_max_held", MAX_HELD))
+        else:
+            for source in payload:
+                self.inputs.remove_source(source)
 
     def _send_control(self, message: tuple) -> None:
         if self.conn is None:

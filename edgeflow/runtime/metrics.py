@@ -49,6 +49,19 @@ class NodeMetrics:
         self.blocked_seconds = 0.0       # time spent so waiting
         self.blocked_mark = 0.0          # time.monotonic() up to which blocked_seconds is counted
 
+    def gauge(self, name: str, value: float) -> None:
+        """A node's own gauge (``Node.gauge``), in ``extra["user_metrics"]["gauges"]``."""
+        self._user("gauges")[name] = float(value)
+
+    def count(self, name: str, n: float = 1) -> None:
+        """A node's own counter (``Node.count``), in ``extra["user_metrics"]["counters"]``."""
+        counters = self._user("counters")
+        counters[name] = counters.get(name, 0) + n
+
+    def _user(self, kind: str) -> dict:
+        user = self.extra.setdefault("user_metrics", {"gauges": {}, "counters": {}})
+        return user.setdefault(kind, {})
+
     def received(self, label: str) -> None:
         """One frame arrived on input ``label``."""
         self.frames_in += 1
@@ -98,7 +111,14 @@ class NodeMetrics:
                 "processing_hist": self.processing.histogram(), "latency_hist": self.latency.histogram(),
                 "failing": self.failing, "was_failing": self.was_failing, "last_error": self.last_error,
                 "duplicates": self.duplicates, "blocked": self.blocked,
-                "blocked_seconds": round(self.blocked_seconds, 3), "extra": dict(self.extra)}
+                "blocked_seconds": round(self.blocked_seconds, 3), "extra": _copy_extra(self.extra)}
+
+
+def _copy_extra(extra: dict) -> dict:
+    out = dict(extra)
+    if "user_metrics" in out:        # the node keeps changing its own dicts: send a copy
+        out["user_metrics"] = {kind: dict(values) for kind, values in out["user_metrics"].items()}
+    return out
 
 
 _NO_SERIES = {"p50": None, "p99": None, "mean": None, "count": 0}
@@ -136,9 +156,26 @@ def merge(snapshots: list[dict]) -> dict:
     out["extra"] = {k: v for snap in snapshots for k, v in snap.get("extra", {}).items()}
     _merge_connectors(out["extra"], snapshots)
     _merge_models(out["extra"], snapshots)
+    _merge_user_metrics(out["extra"], snapshots)
     out["fps"] = round(out["fps"], 2)
     out["blocked_seconds"] = round(out["blocked_seconds"], 3)
     return out
+
+
+def _merge_user_metrics(extra: dict, snapshots: list[dict]) -> None:
+    """Nodes' own metrics over replicas: counters add up, gauges are averaged over the replicas that set them."""
+    parts = [(snap.get("extra") or {}).get("user_metrics") for snap in snapshots]
+    parts = [p for p in parts if p]
+    if not parts:
+        return
+    counters: collections.Counter = collections.Counter()
+    gauges: dict[str, list] = {}
+    for part in parts:
+        counters.update(part.get("counters") or {})
+        for name, value in (part.get("gauges") or {}).items():
+            gauges.setdefault(name, []).append(value)
+    extra["user_metrics"] = {"gauges": {k: sum(v) / len(v) for k, v in gauges.items()},
+                             "counters": dict(counters)}
 
 
 def _merge_connectors(extra: dict, snapshots: list[dict]) -> None:

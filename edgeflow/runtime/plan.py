@@ -42,6 +42,7 @@ class NodePlan:
     durable_consumers: tuple[str, ...] = ()   # nodes reading this one over DURABLE links
     slots: int = 8                   # slots of each output ring: more when a DURABLE consumer holds frames
     hold_limit: int = 0              # frames one replica may hold past its hook (context.hold(): batching sinks)
+    fed_later: bool = False          # a stream template's target: inputs are added and removed while it runs
 
 
 MIN_SLOTS = 8
@@ -154,6 +155,7 @@ def plan(graph) -> dict[str, NodePlan]:
     """
     plans = {}
     holds = {spec.name: hold_limit(spec) for spec in graph.nodes if spec.kind == "sink"}
+    fed_later = set(graph.streams.to) if getattr(graph, "streams", None) is not None else set()
     for spec in graph.nodes:
         inputs = []
         for edge in graph.inputs_of(spec.name):
@@ -167,7 +169,7 @@ def plan(graph) -> dict[str, NodePlan]:
         plans[spec.name] = NodePlan(spec.name, spec.kind, spec.replicas, outputs, tuple(inputs),
                                     on_error_policy(spec), on_backpressure_policy(spec),
                                     exactly_once_option(spec), durable, output_slots(graph, spec, holds),
-                                    holds.get(spec.name, 0))
+                                    holds.get(spec.name, 0), spec.name in fed_later)
     return plans
 
 

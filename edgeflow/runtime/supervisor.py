@@ -32,6 +32,7 @@ from typing import Callable
 
 from edgeflow.runtime import metrics
 from edgeflow.runtime.control import Relay
+from edgeflow.runtime.dynamic import STREAMS, Dynamic
 from edgeflow.runtime.loop import CONFIG_EXIT, GONE_EXIT, STOP_EXIT, NodeJob, node_main
 from edgeflow.runtime.plan import groups_to_declare
 from edgeflow.transport import shm
@@ -86,6 +87,7 @@ class Supervisor:
         self._edge_marks: dict = {}
         self._gone: dict[str, str] = {}      # consumers given up on -> why (told to every process feeding them)
         self._control = Relay()              # control messages: a gateway -> every replica of a node
+        self.dynamic = Dynamic(self)         # nodes and streams added and removed while the app runs
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -93,15 +95,22 @@ class Supervisor:
         producers' first frames too)."""
         for topic, group, qos, max_lag in groups_to_declare(self.plans):
             shm.declare_group(topic, group, qos, app=self.app, max_lag=max_lag or shm.DEFAULT_MAX_LAG)
-        order = list(reversed(self.graph.topological_order()))
-        for name in order:
-            spec, plan = self.graph.node(name), self.plans[name]
-            for r in range(spec.replicas):
-                frames = self.frames if spec.kind == "producer" else None
-                rep = Replica(NodeJob(self.app, spec, plan, r, frames))
-                self.replicas.append(rep)
-                self._spawn(rep)
+        for name in reversed(self.graph.topological_order()):
+            self._start_node(name)
         self._started_at = time.monotonic()
+
+    def _start_node(self, name: str) -> None:
+        """Start every replica of node ``name`` (at start, or added to the running app)."""
+        spec, plan = self.graph.node(name), self.plans[name]
+        for r in range(spec.replicas):
+            frames = self.frames if spec.kind == "producer" else None
+            rep = Replica(NodeJob(self.app, spec, plan, r, frames))
+            self.replicas.append(rep)
+            self._spawn(rep)
+
+    @staticmethod
+    def _reports(spec) -> bool:
+        return _reports_connections(spec)
 
     def _spawn(self, rep: Replica) -> None:
         if rep.stats is not None:        # a restart: keep what the crashed process counted (errors above all)
@@ -169,13 +178,14 @@ class Supervisor:
         if self._stopped:
             return
         self._stopped = True
-        live = [r for r in self.replicas if r.process is not None and r.process.is_alive()]
+        every = self.replicas + [rep for r in self.dynamic._retiring for rep in r.replicas]
+        live = [r for r in every if r.process is not None and r.process.is_alive()]
         for rep in live:
             os.kill(rep.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for rep in live:
             rep.process.join(max(0.0, deadline - time.monotonic()))
-        for rep in self.replicas:
+        for rep in every:
             self._reap(rep, kill=True)
         left = shm.sweep_app(self.app)
         if left:
@@ -219,6 +229,7 @@ class Supervisor:
             elif rep.state == "restarting" and time.monotonic() >= rep.restart_at:
                 self.echo(f"{rep.label}: restarting (restart {rep.restarts})")
                 self._spawn(rep)
+        self.dynamic.tick()
 
     def _drain_conn(self, rep: Replica) -> None:
         try:
@@ -226,10 +237,30 @@ class Supervisor:
                 kind, payload = rep.conn.recv()
                 if kind == "stats":
                     rep.stats = payload
+                elif kind == "control" and payload.get("node") == STREAMS:
+                    self._stream_control(rep, payload)
                 elif kind in ("control", "control_result"):
                     self._control.handle(rep, kind, payload, self.replicas, self._send)
         except (EOFError, OSError):
             pass
+
+    def _stream_control(self, rep: Replica, payload: dict) -> None:
+        """A stream operation from a gateway: answered as one replica of the pseudo node STREAMS would."""
+        ident = payload["id"]
+        self._send(rep, ("control_sent", {"id": ident, "replicas": 1, "known": True}))
+
+        def reply(answer: dict) -> None:
+            self._send(rep, ("control_result", {"id": ident, "answer": {"replica": 0, **answer}}))
+        try:
+            answer = self.dynamic.control(payload.get("message") or {})
+        except Exception as exc:           # a bug must not take the supervisor down: the asker learns of it
+            log.exception("stream operation %r failed", payload.get("message"))
+            answer = {"ok": False, "status": 500, "error": f"{type(exc).__name__}: {exc}"}
+        if hasattr(answer, "add_done_callback"):
+            answer.add_done_callback(lambda f: reply(f.result() if f.exception() is None else
+                                                     {"ok": False, "status": 500, "error": str(f.exception())}))
+        else:
+            reply(answer)
 
     def _exited(self, rep: Replica) -> None:
         code = rep.process.exitcode
@@ -330,6 +361,13 @@ class Supervisor:
         stats = metrics.app_statistics(self.graph, snaps, per_node)
         for edge, graph_edge in zip(stats["edges"], self.graph.edges):
             edge["fps"] = self._edge_fps(graph_edge, edge["frames"])
+        for spec in self.graph.nodes:
+            if spec.stream and spec.name in stats["nodes"]:
+                stats["nodes"][spec.name]["stream_id"] = spec.stream
+                if not snaps.get(spec.name):
+                    stats["nodes"][spec.name]["states"] = ["starting"]
+        if self.graph.streams is not None:
+            stats["streams"] = self.dynamic.statistics(stats["nodes"])
         return stats
 
     def _edge_fps(self, edge, frames: int) -> float:
