@@ -232,7 +232,7 @@ class Streams:
         """Start stream ``stream_id`` reading ``url``, its workers given ``params``; its info (``nodes``,
         ``topics``: the node names whose frames reach the template's ``to`` nodes)."""
         return self._running._result(self._dynamic.submit(
-            lambda: self._dynamic.activate(stream_id, url, dict(params or {}))), timeout)
+            lambda: self._dynamic.activate(stream_id, url, {} if params is None else params)), timeout)
 
     def deactivate(self, stream_id: str, *, timeout: float = 30.0) -> dict:
         """Stop stream ``stream_id``; returns once its processes are gone and its rings removed."""
@@ -241,7 +241,7 @@ class Streams:
     def update(self, stream_id: str, params: dict, *, timeout: float = 30.0) -> dict:
         """Give a running stream's workers new params (their ``on_params`` hook, no restart)."""
         return self._running._result(self._dynamic.submit(
-            lambda: self._dynamic.update(stream_id, dict(params))), timeout)
+            lambda: self._dynamic.update(stream_id, params)), timeout)
 
     def list(self) -> dict:
         """Every active stream's state, as ``statistics()["streams"]``."""
