@@ -1,7 +1,8 @@
 """The node classes a pipeline file names by a short name: ``class: MqttSource``, ``class: GatewayNode``.
 
-Every connector of ``edgeflow.connectors.__all__`` (imported only when a file names it), and the built-in
-gateway: ``Gateway``, a GatewayNode that builds its interfaces from its options, so a file can say
+Every connector of ``edgeflow.connectors.__all__`` and every source of ``edgeflow.sources.__all__``
+(``VideoSource``; each package imported only when a file names one of its classes), and the built-in gateway:
+``Gateway``, a GatewayNode that builds its interfaces from its options, so a file can say
 
     gateway:
       class: GatewayNode
@@ -11,6 +12,8 @@ gateway: ``Gateway``, a GatewayNode that builds its interfaces from its options,
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from typing import Any, ClassVar
 
 from edgeflow.errors import ConfigError
@@ -46,19 +49,30 @@ class Gateway(GatewayNode):
         super().setup()
 
 
+PACKAGES = ("edgeflow.connectors", "edgeflow.sources")
+"""The packages whose ``__all__`` are short names (a package this EdgeFlow lacks is skipped)."""
+
+
+def _packages() -> list[Any]:
+    found = []
+    for name in PACKAGES:
+        if importlib.util.find_spec(name) is not None:
+            found.append(importlib.import_module(name))
+    return found
+
+
 def short_names() -> tuple[str, ...]:
     """Every short name a file may give as ``class:``."""
-    from edgeflow import connectors
-    return (*connectors.__all__, GATEWAY_NAME)
+    return (*(name for package in _packages() for name in package.__all__), GATEWAY_NAME)
 
 
 def resolve(name: str) -> type | None:
     """The class of a short name, or None when it is none."""
     if name == GATEWAY_NAME:
         return Gateway
-    from edgeflow import connectors
-    if name in connectors.__all__:
-        return getattr(connectors, name)
+    for package in _packages():
+        if name in package.__all__:
+            return getattr(package, name)
     return None
 
 
@@ -66,8 +80,8 @@ def short_name_of(cls: type) -> str | None:
     """The short name that gives ``cls`` (for export), or None."""
     if cls is Gateway:
         return GATEWAY_NAME
-    from edgeflow import connectors
-    name = cls.__name__
-    if name in connectors.__all__ and cls.__module__.startswith("edgeflow.connectors"):
-        return name
+    for package in _packages():
+        if cls.__name__ in package.__all__ and cls.__module__.startswith(package.__name__) \
+                and getattr(package, cls.__name__) is cls:
+            return cls.__name__
     return None

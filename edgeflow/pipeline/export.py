@@ -12,6 +12,8 @@ From a Python app (``graph_yaml``), node by node:
   ``options:``; an option whose key looks secret (password, token, ...) is written as ``${NODE_KEY}`` and a
   URL's password as ``${NODE_KEY_PASSWORD}`` (never the value: set the variable where the file runs), and
   each such is reported in ``notes``.
+- the stream template (``app.streams(...)``) as the ``streams:`` section: source and workers named as node
+  classes are, ``to``, and whatever is not its default (replicas, source_options, worker_options, qos).
 - links: consecutive links with the default QoS (REALTIME, DURABLE into a sink) and nothing else as chains
   (``a -> b -> c``), the others as mappings (``from``, ``to``, ``qos``, ``codec``, ``max_lag``, ``channel``).
 - the broker: ``redis`` / ``dual-redis`` when it is the one the environment gives (``RedisBroker()``), else
@@ -86,6 +88,8 @@ def graph_yaml(app: Any, script: str | os.PathLike) -> tuple[str, list[str]]:
     links = _links(graph)
     if links:
         document["links"] = links
+    if getattr(graph, "streams", None) is not None:
+        document["streams"] = _streams(graph.streams, script, notes)
     header = (f"written by `edgeflow graph {script.name} --format yaml`: the same graph as {script.name}\n"
               f"(keep it next to {script.name}: classes and folders are named relative to this folder)")
     return dump(document, header), notes
@@ -134,15 +138,37 @@ def _node(spec: Any, script: Path, notes: list[str]) -> dict[str, Any]:
     return entry
 
 
-def _class_ref(name: str, cls: type, script: Path) -> str:
+def _streams(template: Any, script: Path, notes: list[str]) -> dict[str, Any]:
+    """The ``streams:`` section of a stream template: every key that is not its default."""
+    def named(what: str, cls: type) -> str:
+        return builtins.short_name_of(cls) or _class_ref(what, cls, script, "streams")
+
+    entry: dict[str, Any] = {"source": named("source", template.source)}
+    if template.workers:
+        entry["workers"] = [named(f"workers[{i}]", cls) for i, cls in enumerate(template.workers)]
+    if template.to:
+        entry["to"] = template.to[0] if len(template.to) == 1 else list(template.to)
+    if template.replicas != 1:
+        entry["replicas"] = template.replicas
+    for key in ("source_options", "worker_options"):
+        options = getattr(template, key)
+        if options:
+            entry[key] = {k: _option("streams", (key, k), v, notes) for k, v in options.items()}
+    if template.qos is not QoS.REALTIME:
+        entry["qos"] = template.qos.name.lower()
+    return entry
+
+
+def _class_ref(name: str, cls: type, script: Path, what: str = "node") -> str:
     module, qualname = cls.__module__, cls.__qualname__
+    said = f"node {name!r}" if what == "node" else f"{what}.{name}"
     if "<locals>" in qualname:
-        raise ConfigError(f"node {name!r}: class {qualname} is defined inside a function: a pipeline file "
+        raise ConfigError(f"{said}: class {qualname} is defined inside a function: a pipeline file "
                           "can name only a class at a module's top level")
     if module in ("__main__", "__mp_main__"):
         return f"{script.stem}:{qualname}"
     if module.startswith(_nodeload.PACKAGE + "."):
-        raise ConfigError(f"node {name!r}: class {qualname} comes from a node folder's package: name the "
+        raise ConfigError(f"{said}: class {qualname} comes from a node folder's package: name the "
                           "folder (app.node(\"nodes/x\")) instead")
     return f"{module}:{qualname}"
 

@@ -13,6 +13,9 @@ names it (``class: nodes:Camera`` for nodes.py, ``class: main:FakeCamera`` for m
 imported with that folder first on ``sys.path``, as ``python main.py`` puts main.py's folder there, and node
 processes (spawned) inherit it. A module that starts an app when imported (``app.run()`` outside
 ``if __name__ == "__main__":``) is refused. ``class: MqttSource`` and the other short names: builtins.py.
+
+The ``streams:`` section becomes ``app.streams(source, workers, to, ...)`` (the stream template): its source
+and workers are named as a node's ``class:`` is (a short name or ``module:Class``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, Iterable
 from edgeflow import _nodeload, graph as graph_module
 from edgeflow.errors import ConfigError, GraphError
 from edgeflow.graph import EdgeApp
+from edgeflow.nodes import Node
 from edgeflow.pipeline import builtins, merge, subst, tree, validate
 from edgeflow.pipeline.errors import PipelineError
 from edgeflow.pipeline.tree import Map, problem
@@ -111,6 +115,8 @@ def _build(pipeline: validate.Pipeline, secrets: subst.Secrets) -> EdgeApp:
             app.link(link.source).to(link.target, **given)
         except GraphError as exc:
             raise PipelineError(problem(link.mark, link.path, str(exc)), link=exc.link) from None
+    if pipeline.streams is not None:
+        _streams(app, pipeline.streams)
     try:
         app.graph()
     except GraphError as exc:
@@ -164,6 +170,53 @@ def _locate(decl: validate.NodeDecl, text: str) -> str:
         return problem(entry.where(decl.source), (*path, decl.source), message)
     nodes_mark = entry.mark
     return problem(nodes_mark, path, message)
+
+
+# -- the stream template ------------------------------------------------------------------------------------
+
+_KINDS = {"source": ("producer", "a producer (ProducerNode) class: it gets each stream's url"),
+          "worker": ("consumer", "a consumer (ConsumerNode) class: it gets each stream's params")}
+
+
+def _streams(app: EdgeApp, decl: validate.StreamsDecl) -> None:
+    """``app.streams(...)`` from the ``streams:`` section; each class's problem at its own line."""
+    problems: list[str] = []
+    classes: list[type] = []
+    for role, item in [("source", decl.source)] + [("worker", worker) for worker in decl.workers]:
+        try:
+            cls = _stream_class(item)
+        except PipelineError as exc:
+            problems += exc.problems
+            continue
+        kind, what = _KINDS[role]
+        if not issubclass(cls, Node):
+            problems.append(problem(item.mark, item.path, f"{item.ref!r} is not a node class: expected {what}"))
+        elif cls.node_kind != kind:
+            got = f"a {cls.node_kind} class" if cls.node_kind else "a generic Node class (no kind)"
+            problems.append(problem(item.mark, item.path, f"{item.ref!r} is {got}, not {what}"))
+        classes.append(cls)
+    if problems:
+        raise PipelineError(*problems)
+    given = {"qos": decl.qos} if decl.qos is not None else {}
+    try:
+        app.streams(classes[0], classes[1:], decl.to, replicas=decl.replicas,
+                    source_options=_plain(decl.source_options), worker_options=_plain(decl.worker_options),
+                    **given)
+    except (ConfigError, GraphError) as exc:
+        message = " ".join(str(exc).split()).removeprefix("streams(): ")
+        raise PipelineError(problem(decl.entry.mark, ("streams",), message)) from None
+
+
+def _stream_class(item: validate.ClassDecl) -> type:
+    """The class a ``streams:`` entry names: a short name, or ``module:Class`` (next to its file first)."""
+    if ":" not in item.ref:
+        cls = builtins.resolve(item.ref)
+        if cls is None:
+            close = _nodeload.did_you_mean(item.ref, builtins.short_names())
+            message = f"{item.ref!r} is not a built-in node{close}; name a class of your own as module:Class"
+            raise PipelineError(problem(item.mark, item.path, message))
+        return cls
+    return import_class(item.ref, Path(item.mark.file).resolve().parent, item.mark, item.path)
 
 
 # -- what a node names ---------------------------------------------------------------------------------------

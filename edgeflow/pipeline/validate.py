@@ -7,8 +7,9 @@ with a did-you-mean for a misspelt key or node name::
     pipeline.yaml:20:5: links[1]: unknown node 'detectr' (did you mean 'detector'?)
 
 All the problems of a file are reported at once. What passes becomes a ``Pipeline``: the app's name and
-broker, one ``NodeDecl`` per node and one ``LinkDecl`` per link, each with its marks, for load.py to build
-the EdgeApp from (and to map the graph's own errors back to a line).
+broker, one ``NodeDecl`` per node and one ``LinkDecl`` per link, and the ``streams:`` section (the stream
+template, a ``StreamsDecl``), each with its marks, for load.py to build the EdgeApp from (and to map the
+graph's own errors back to a line).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from edgeflow.nodes import KINDS
 from edgeflow.pipeline.errors import PipelineError
 from edgeflow.pipeline.tree import Map, Mark, Seq, in_file_order, problem
 
-TOP_KEYS = ("app", "broker", "nodes", "links")
+TOP_KEYS = ("app", "broker", "nodes", "links", "streams")
 SOURCE_KEYS = ("class", "path", "model")
 FIELD_KEYS = ("type", "fps", "replicas", "device", "group", "node_port", "description", "build", "runtime")
 MODEL_KEYS = ("params", "version", "twin_id", "asset_id", "watch", "watch_interval", "python_path")
@@ -39,6 +40,8 @@ BROKER_KEYS = {"redis": ("kind", "url", "host", "port", "password", "db"),
                "dual-redis": ("kind", "url", "data_url", "ctrl_host", "ctrl_port", "data_host", "data_port",
                               "password")}
 RESERVED_OPTIONS = (*FIELD_KEYS, "name", "config")   # what app.node() takes as anything but an option
+STREAM_KEYS = ("source", "workers", "to", "replicas", "source_options", "worker_options", "qos")
+STREAM_GIVEN = {"source_options": "url", "worker_options": "params"}   # what each stream gives its nodes
 GATEWAY = "GatewayNode"                     # the built-in gateway's short name: the only one with interfaces
 
 
@@ -72,6 +75,30 @@ class LinkDecl:
 
 
 @dataclass
+class ClassDecl:
+    """A class the ``streams:`` section names (its source or a worker): ``ref`` (``module:Class`` or a short
+    name), where it was written (``mark``, ``path``)."""
+
+    ref: str
+    mark: Mark
+    path: tuple
+
+
+@dataclass
+class StreamsDecl:
+    """The ``streams:`` section: what ``app.streams(...)`` gets, each class with its marks."""
+
+    entry: Map
+    source: ClassDecl
+    workers: list[ClassDecl]
+    to: list[str]
+    replicas: int = 1
+    source_options: dict[str, Any] = field(default_factory=dict)
+    worker_options: dict[str, Any] = field(default_factory=dict)
+    qos: str | None = None
+
+
+@dataclass
 class Pipeline:
     """A checked pipeline file (merged and substituted): what load.py builds the EdgeApp from."""
 
@@ -80,6 +107,7 @@ class Pipeline:
     nodes: list[NodeDecl]
     links: list[LinkDecl]
     tree: Map
+    streams: StreamsDecl | None = None
 
 
 def check(tree: Map) -> Pipeline:
@@ -98,9 +126,10 @@ def check(tree: Map) -> Pipeline:
     broker = _broker(tree, out)
     nodes = _nodes(tree, out)
     links = _links(tree, {decl.name for decl in nodes}, out)
+    streams = _streams(tree, {decl.name for decl in nodes}, out)
     if out:
         raise PipelineError(*in_file_order(out))
-    return Pipeline(app, broker, nodes, links, tree)
+    return Pipeline(app, broker, nodes, links, tree, streams)
 
 
 def _got(value: Any) -> str:
@@ -394,3 +423,106 @@ def _link_mapping(item: Map, mark: Mark, path: tuple, names: set[str], out: list
         return None
     return LinkDecl(ends["from"], ends["to"], mark, path, qos=qos, codec=codec, max_lag=max_lag,
                     channel=channel)
+
+
+# -- streams -------------------------------------------------------------------------------------------------
+
+def _streams(tree: Map, names: set[str], out: list) -> StreamsDecl | None:
+    """The ``streams:`` section (the stream template, ``app.streams(...)``), or None when there is none."""
+    path = ("streams",)
+    entry = _mapping(tree, "streams", path, out)
+    if entry is None:
+        return None
+    before = len(out)
+    _keys(entry, path, STREAM_KEYS, out, "keys of streams")
+    if "source" not in entry:
+        out.append(problem(entry.mark, path, "missing 'source' (the producer class each stream runs, e.g. "
+                                             "source: VideoSource)"))
+        source = None
+    else:
+        source = _class_decl(entry["source"], entry.where("source"), (*path, "source"), out)
+    workers: list[ClassDecl] = []
+    given = entry.get("workers")
+    if isinstance(given, str):
+        given = Seq(entry.where("workers"), [given], [entry.where("workers")])
+    if given is not None and not isinstance(given, Seq):
+        out.append(problem(entry.where("workers"), (*path, "workers"),
+                           f"expected a list of classes (module:Class or a built-in name), {_got(given)}"))
+    for index, item in enumerate(given if isinstance(given, Seq) else ()):
+        decl = _class_decl(item, given.where(index), (*path, "workers", index), out)
+        if decl is not None:
+            workers.append(decl)
+    to = _stream_targets(entry, names, out)
+    replicas = entry.get("replicas", 1)
+    if not _is_int(replicas, 1):
+        out.append(problem(entry.where("replicas"), (*path, "replicas"),
+                           f"expected an integer >= 1 (processes per worker), {_got(replicas)}"))
+    options = {key: _stream_options(entry, key, out) for key in STREAM_GIVEN}
+    qos = entry.get("qos")
+    if qos is not None and (not isinstance(qos, str) or qos.lower() not in QOS_NAMES):
+        close = did_you_mean(str(qos).lower(), QOS_NAMES)
+        out.append(problem(entry.where("qos"), (*path, "qos"),
+                           f"unknown QoS {qos!r}{close} (expected one of {', '.join(QOS_NAMES)})"))
+    if len(out) > before or source is None:
+        return None
+    return StreamsDecl(entry, source, workers, to, replicas, options["source_options"],
+                       options["worker_options"], qos)
+
+
+def _class_decl(value: Any, mark: Mark, path: tuple, out: list) -> ClassDecl | None:
+    """A class named by a string (``module:Class`` or a short name), or ``{class: ...}``."""
+    if isinstance(value, Map):
+        if set(value) != {"class"}:
+            said = ("a node folder cannot be a stream's class: name its class as module:Class"
+                    if "path" in value else "expected module:Class, a built-in name, or a mapping with only "
+                                            f"class: (got keys {', '.join(value)})")
+            out.append(problem(mark, path, said))
+            return None
+        mark, path, value = value.where("class"), (*path, "class"), value["class"]
+    if not isinstance(value, str) or not value.strip():
+        out.append(problem(mark, path, f"expected module:Class or a built-in name, {_got(value)}"))
+        return None
+    return ClassDecl(value.strip(), mark, path)
+
+
+def _stream_targets(entry: Map, names: set[str], out: list) -> list[str]:
+    """``to``: one node name or a list of them, each a node of the file."""
+    value, path = entry.get("to"), ("streams", "to")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items, marks = [value], [entry.where("to")]
+    elif isinstance(value, Seq):
+        items, marks = list(value), [value.where(i) for i in range(len(value))]
+    else:
+        out.append(problem(entry.where("to"), path, f"expected a node name or a list of them, {_got(value)}"))
+        return []
+    targets = []
+    for index, (item, mark) in enumerate(zip(items, marks)):
+        where = path if isinstance(value, str) else (*path, index)
+        if not isinstance(item, str):
+            out.append(problem(mark, where, f"expected a node name, {_got(item)}"))
+        elif item not in names:
+            out.append(problem(mark, where, _unknown(item, names)))
+        else:
+            targets.append(item)
+    return targets
+
+
+def _stream_options(entry: Map, key: str, out: list) -> dict[str, Any]:
+    """``source_options`` / ``worker_options``: identifiers as keys, none of what each stream sets itself."""
+    path = ("streams", key)
+    table = _mapping(entry, key, path, out) or {}
+    options = {}
+    for name, value in table.items():
+        if not name.isidentifier():
+            out.append(problem(table.where(name), (*path, name),
+                               "an option's name must be a Python identifier"))
+        elif name == STREAM_GIVEN[key] or name == "name":
+            said = {"url": "each stream's url", "params": "each stream's params",
+                    "name": "the stream's node names"}[name]
+            out.append(problem(table.where(name), (*path, name), f"{name!r} is set by the stream itself "
+                                                                 f"({said}), not an option"))
+        else:
+            options[name] = value
+    return options
