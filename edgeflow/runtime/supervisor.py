@@ -290,7 +290,9 @@ class Supervisor:
             rep.state, rep.failure = "failed", CONFIG_FAILURE
             self.echo(f"{rep.label}: stopped by a configuration error (see above); not restarted")
             self._tell_downstream_if_done(rep.job.spec.name)
-            self._stop_requested = True      # the app cannot run as configured (e.g. a port in use): end it now
+            # the app cannot run as configured (e.g. a port in use): end it now; a stream (e.g. a bad url) fails
+            # alone (its state says so) and the platform goes on
+            self._stop_requested |= not rep.job.spec.stream
         elif code == GONE_EXIT:
             rep.state, rep.failure = "failed", "a DURABLE consumer it waited for is gone for good"
             self.echo(f"{rep.label}: stopped: a DURABLE consumer it waited for is gone for good (see above); "
@@ -298,8 +300,9 @@ class Supervisor:
             self._stop_requested = True
         elif code == STOP_EXIT:
             rep.state, rep.failure = "failed", "stopped by its hook's error (on_error='stop')"
-            self.echo(f"{rep.label}: stopped after an error (on_error='stop'); stopping the run")
-            self._stop_requested = True
+            self.echo(f"{rep.label}: stopped after an error (on_error='stop'); "
+                      + ("its stream stops" if rep.job.spec.stream else "stopping the run"))
+            self._stop_requested |= not rep.job.spec.stream
         else:
             self._crashed(rep, code)
 

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from edgeflow import ConsumerNode, ProducerNode, SinkNode
+from edgeflow.errors import ConfigError
 from edgeflow.nodes.gateway import GatewayNode
 
 from .nodes import append
@@ -27,6 +28,8 @@ class Tick(ProducerNode):
     def setup(self):
         self.i = 0
         append(self.out, f"pid {self.name} {os.getpid()}")
+        if self.url == "refuse":                  # a source that cannot run as configured (a bad camera)
+            raise ConfigError(f"node '{self.name}': option 'url': cannot open {self.url!r}")
         if isinstance(self.url, (int, str)) and str(self.url).isdigit():
             self.value = int(self.url)
 

@@ -176,6 +176,19 @@ def test_stream_operations_refuse_bad_input_and_leave_the_app_running(app, tmp_p
         assert set(seen(out, "stream-s-scale")) == {2}
 
 
+def test_a_stream_that_cannot_run_fails_alone(app, tmp_path):
+    out = tmp_path / "seen.txt"
+    with stream_app(app, out).start() as running:
+        running.streams.activate("good", "2", {})
+        running.streams.activate("bad", "refuse", {})
+        wait_for(lambda: running.streams.list()["bad"]["state"] == "failed", 15, "the bad stream failed")
+        n = len(seen(out, "stream-good-scale"))
+        wait_for(lambda: len(seen(out, "stream-good-scale")) > n + 2, 10, "the good stream going on")
+        assert running.wait(timeout=0.2) is None, "the app runs on"
+        running.streams.deactivate("bad")
+        assert "bad" not in running.streams.list()
+
+
 def test_the_gateway_reaches_streams_through_control_messages(app, tmp_path):
     """What the gateway's stream API sends ("@streams" control messages), through the real supervisor."""
     out = tmp_path / "seen.txt"
