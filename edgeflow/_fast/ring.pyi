@@ -158,3 +158,7 @@ class SlotView:
 
     def release(self) -> None:
         """Unpin now, or when the last buffer derived from this view is released."""
+
+
+def drop_group(name: str, group: str) -> str:
+    """Free ring ``name``'s group ``group`` once it has no member: 'dropped', 'absent' or 'busy'."""

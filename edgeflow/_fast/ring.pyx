@@ -403,6 +403,45 @@ def declare_group(str name, str group, *, bint durable, uint32_t max_lag=0):
     _declare(<ef_ctl *>m.addr, group, durable, max_lag)
 
 
+def drop_group(str name, str group):
+    """Free ring ``name``'s group ``group`` once it has no member (a consumer removed from a running app): a
+    DURABLE group no longer holds the writer back. Returns 'dropped', 'absent' (no such ring or group) or
+    'busy' (members still attached, e.g. a killed reader the writer has not reclaimed yet: try again)."""
+    cdef int fd = _open(name + ".ctl", O_RDWR)
+    cdef ef_ctl *c
+    cdef ef_group *g
+    cdef uint32_t i
+    cdef stat st
+    if fd < 0:
+        return "absent"
+    try:
+        fstat(fd, &st)
+        if <size_t>st.st_size != sizeof(ef_ctl):
+            return "absent"
+        m = _map(fd, sizeof(ef_ctl), name + ".ctl", False)
+    finally:
+        close(fd)
+    c = <ef_ctl *>m.addr
+    if c.magic != EF_CTL_MAGIC:
+        return "absent"
+    wanted = _group_name(group)
+    _lock(c)
+    try:
+        for i in range(c.group_hwm):
+            g = &c.groups[i]
+            if g.state == EF_GROUP_ACTIVE and not (g.flags & EF_GROUP_PRIVATE) and g.name == wanted:
+                if g.members:
+                    return "busy"
+                _free_group(c, i)
+                # a writer waiting for this group's cursor wakes and sees it gone (as when a frame is consumed)
+                ef_add32_sc(&c.consumed_futex, 1)
+                _futex_wake(&c.consumed_futex, INT_MAX)
+                return "dropped"
+    finally:
+        _unlock(c)
+    return "absent"
+
+
 def remove_ring(str name):
     """Unlink every segment of ring ``name`` (its generations and its control segment); returns how many.
     Processes that still map them keep their mappings."""

@@ -16,9 +16,8 @@ pipe) get a concurrent Future.
 The gateway reaches the stream operations as control messages to the pseudo node STREAMS ("@streams"), so
 they use the control-message plumbing of runtime/control.py (one Future per request, answered once).
 
-Limits: a removed node that read a surviving producer over a DURABLE link leaves its group in that ring (the
-ring has no call to delete a group yet), which keeps the producer waiting for it: such a removal is refused.
-An output ring is sized when its writer starts: a sink added later that holds many frames gets no more slots.
+A removed consumer's DURABLE or BALANCED groups in the rings of producers that stay are dropped once its
+processes are gone, so they no longer hold those producers back. An output ring is sized when its writer starts: a sink added later that holds many frames gets no more slots.
 """
 
 from __future__ import annotations
@@ -52,6 +51,8 @@ class _Retiring:
     deadline: float
     future: concurrent.futures.Future
     killed: bool = False
+    groups: list = dataclasses.field(default_factory=list)    # (topic, group) to drop from rings that stay
+    reaped: bool = False
 
 
 class Dynamic:
@@ -150,11 +151,9 @@ class Dynamic:
         gone = set(names)
         edges = tuple(e for e in old.edges if e.source not in gone and e.target not in gone)
         graph = _graph(old, tuple(s for s in old.nodes if s.name not in gone), edges)
-        for edge in old.edges:
-            if edge.target in gone and edge.source not in gone and edge.qos is QoS.DURABLE:
-                raise GraphError(f"link {edge.source} -> {edge.target}: a DURABLE consumer of a node that stays "
-                                 "cannot be removed while the app runs (its group would hold the ring)",
-                                 node=edge.target, link=edge.link)
+        # the groups removed consumers kept in rings that stay (DURABLE ones would hold their writer back)
+        groups = [(topic, inp.group) for name in names for inp in sup.plans[name].inputs
+                  if inp.source not in gone and inp.qos is not QoS.REALTIME for topic in inp.topics]
         losing: dict[str, list] = {}
         for edge in old.edges:
             if edge.source in gone and edge.target not in gone:
@@ -171,7 +170,7 @@ class Dynamic:
             if rep.process is not None and rep.process.is_alive():
                 os.kill(rep.process.pid, signal.SIGTERM)
         future: concurrent.futures.Future = concurrent.futures.Future()
-        retiring = _Retiring(leaving, topics, time.monotonic() + STOP_TIMEOUT, future)
+        retiring = _Retiring(leaving, topics, time.monotonic() + STOP_TIMEOUT, future, groups=groups)
         if not self._retired(retiring):
             self._retiring.append(retiring)
         self._share_graph()
@@ -185,10 +184,16 @@ class Dynamic:
                 if rep.process is not None and rep.process.is_alive():
                     rep.process.kill()
             r.killed = True
-        for rep in r.replicas:
-            self.sup._reap(rep, kill=True)
-        for topic in r.topics:
-            shm.remove_topic(topic, app=self.sup.app)
+        if not r.reaped:
+            for rep in r.replicas:
+                self.sup._reap(rep, kill=True)
+            for topic in r.topics:
+                shm.remove_topic(topic, app=self.sup.app)
+            r.reaped = True
+        # a killed reader stays a member until the writer reclaims it (within its housekeeping period)
+        r.groups = [(t, g) for t, g in r.groups if shm.drop_group(t, g, app=self.sup.app) == "busy"]
+        if r.groups and time.monotonic() < r.deadline + STOP_TIMEOUT:
+            return False
         names = sorted({rep.job.spec.name for rep in r.replicas})
         if not r.future.done():
             r.future.set_result(names)

@@ -508,6 +508,13 @@ def declare_group(topic: str, group: str, qos: QoS | str = QoS.DURABLE, *, app: 
                         max_lag=max_lag if qos is QoS.BALANCED else 0)
 
 
+def drop_group(topic: str, group: str, *, app: str | None = None) -> str:
+    """Free a topic's subscriber group once it has no member (its consumer was removed from a running app), so
+    a DURABLE group no longer holds the publisher back: 'dropped', 'absent', or 'busy' (members still
+    attached: try again later)."""
+    return _ring.drop_group(ring_name(app, topic), group)
+
+
 def remove_topic(topic: str, *, app: str | None = None) -> int:
     """Unlink a topic's ring segments; returns how many were removed. Mapped copies stay valid."""
     return _ring.remove_ring(ring_name(app, topic))
