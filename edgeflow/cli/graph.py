@@ -76,6 +76,10 @@ def format_text(graph: Any) -> str:
     lines += [f"  {spec.name:<{width}}  {_node_line(spec)}" for spec in graph.nodes]
     lines.append("links:")
     lines += [f"  {line}" for line in plan.edge_lines(graph, edge_routes(graph))]
+    template = getattr(graph, "streams", None)
+    if template is not None:                  # what each stream activated at run time becomes
+        chain = " -> ".join(["stream-<id>-" + role for role in template.roles()] + [", ".join(template.to)])
+        lines += ["streams (each activated stream, see docs/dynamic.md):", f"  {chain}, {template.qos.name}"]
     return "\n".join(lines)
 
 
