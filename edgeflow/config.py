@@ -121,6 +121,11 @@ SETTINGS: tuple[Setting, ...] = (
             "(the compiled one otherwise)."),
     Setting("EDGEFLOW_DEBUG", "bool", False, "The `edgeflow` command prints an error's traceback (as "
             "`--debug`)."),
+    Setting("EDGEFLOW_STATE_DIR", "str", None, "The folder an app keeps its state in (the gateway's stream "
+            "store `<app>.sqlite3`). Unset: `$XDG_STATE_HOME/edgeflow`, else `~/.local/state/edgeflow`."),
+    Setting("EDGEFLOW_DB_URL", "str", None, "The gateway's stream store as a URL: `postgresql://user:pass@host"
+            "/db` (PostgreSQL) or `sqlite:////abs/path/file.sqlite3`. Unset: SQLite in `EDGEFLOW_STATE_DIR` "
+            "(docs/streams.md).", secret="url"),
 )
 """Every setting, in the order of docs/settings.md's table and of ``edgeflow settings``."""
 
@@ -394,6 +399,19 @@ def reference_table() -> str:
         key = f"`{s.key}`" if s.in_file else "(environment only)"
         lines.append(f"| `{s.name}` | {key} | {kind} | {_default_text(s)} | {s.help}{note} |")
     return "\n".join(lines) + "\n"
+
+
+def state_dir() -> Path:
+    """The folder an app keeps its state in: ``$EDGEFLOW_STATE_DIR`` (or the settings file's ``state_dir``),
+    else ``$XDG_STATE_HOME/edgeflow``, else ``~/.local/state/edgeflow`` (the XDG base directory rule for
+    state that outlives a run). Not created here."""
+    given = settings.EDGEFLOW_STATE_DIR
+    if given:
+        return Path(given).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    if xdg and os.path.isabs(xdg):                 # the XDG rule: a relative value is ignored
+        return Path(xdg) / "edgeflow"
+    return Path.home() / ".local" / "state" / "edgeflow"
 
 
 def is_loopback(host: str) -> bool:
