@@ -57,3 +57,19 @@ def records(path) -> list[dict]:
     except FileNotFoundError:
         return []
     return [json.loads(line) for line in text.split("\n")[:-1]]
+
+
+class TopicRecorder(GatewayNode):
+    """A gateway that writes one JSON line per frame to ``path``: topic, digest and VideoSource's meta."""
+
+    path: str = ""
+
+    def setup(self):
+        self._file = open(self.path, "a", buffering=1)
+
+    def process(self, frame):
+        meta = {k: v for k, v in frame.meta.items() if k.startswith(("source_", "frame_"))}
+        self._file.write(json.dumps({"topic": frame.topic, "digest": digest(frame.data), "meta": meta}) + "\n")
+
+    def teardown(self):
+        self._file.close()

@@ -391,3 +391,53 @@ def test_readyz_and_metrics_of_a_gateway_follow_the_source(app, rtsp):
         assert f"{up} 0.0" in get("/metrics")[1]
         running.stop()
         assert running.wait(10) == 0
+
+
+# -- the configuration layer and stream templates ---------------------------------------------------------------
+
+def test_a_pipeline_file_names_it_class_video_source(app, tmp_path, direct):
+    import edgeflow
+    from edgeflow.pipeline.errors import PipelineError
+
+    out = tmp_path / "yaml.jsonl"
+    text = f"""app: {app}
+nodes:
+  cam:
+    class: VideoSource
+    fps: null
+    options: {{url: {VIDEO}}}
+  rec: {{class: "sources.nodes:Recorder", options: {{path: "{out}"}}}}
+links: [cam -> rec]
+"""
+    (tmp_path / "pipeline.yaml").write_text(text)
+    with edgeflow.load(tmp_path / "pipeline.yaml").start(frames=20) as running:
+        assert running.wait(30) == 0
+    assert [r["digest"] for r in records(out)] == [digest(image) for image in direct[:20]]
+    (tmp_path / "bad.yaml").write_text(text.replace(str(VIDEO), "gone.avi"))
+    with pytest.raises(PipelineError) as info:
+        edgeflow.load(tmp_path / "bad.yaml")
+    [problem] = info.value.problems
+    assert "bad.yaml:6:15: nodes.cam.options.url: no such file 'gone.avi'" in problem, "at the url's place"
+
+
+@pytest.mark.slow
+def test_a_stream_template_runs_a_video_source_per_stream(app, tmp_path, direct):
+    out = tmp_path / "streams.jsonl"
+    ef = EdgeApp(app)
+    ef.node(nodes.TopicRecorder, name="gateway", path=str(out))
+    ef.streams(source=VideoSource, workers=[nodes.Pass], to="gateway", source_options={"fps": 50},
+               qos="durable")
+    with ef.start() as running:
+        with pytest.raises(ConfigError, match="option 'url': no such file 'gone.avi'"):
+            running.streams.activate("bad", "gone.avi", {})
+        info = running.streams.activate("clip", VTEST, {})
+        assert info["nodes"] == ["stream-clip-source", "stream-clip-pass"]
+        wait_for(lambda: len(records(out)) >= 10, 20, "the stream's frames at the gateway")
+        state = wait_for(lambda: running.streams.list()["clip"]["source_state"], 10, "the source's state")
+        running.streams.deactivate("clip")
+        assert running.wait(timeout=0.2) is None, "the gateway runs on"
+    got = records(out)
+    assert state == "live" and {r["topic"] for r in got} == {"stream-clip-pass"}
+    assert [r["meta"]["frame_index"] for r in got] == list(range(len(got)))
+    assert [r["digest"] for r in got] == [digest(image) for image in direct[:len(got)]]
+    assert got[0]["meta"]["source_url"] == VTEST
