@@ -441,3 +441,15 @@ def test_a_stream_template_runs_a_video_source_per_stream(app, tmp_path, direct)
     assert [r["meta"]["frame_index"] for r in got] == list(range(len(got)))
     assert [r["digest"] for r in got] == [digest(image) for image in direct[:len(got)]]
     assert got[0]["meta"]["source_url"] == VTEST
+
+
+@pytest.mark.slow
+def test_the_example_runs_the_sample_video_through_motion_to_the_gateway(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "video_source" / "main.py"), "--frames", "12",
+                          "--port", str(free_port())], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert any(line.startswith("frame 0: ") and line.endswith(" moving regions") for line in
+               out.stdout.splitlines()), out.stdout
+    summary = {line.split()[0]: line.split()[1:3] for line in (out.stdout + out.stderr).splitlines()
+               if line.startswith(("  camera ", "  motion "))}
+    assert summary["camera"][1] == "12" and summary["motion"] == ["12", "12"], out.stderr
