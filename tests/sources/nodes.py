@@ -69,7 +69,8 @@ class TopicRecorder(GatewayNode):
 
     def process(self, frame):
         meta = {k: v for k, v in frame.meta.items() if k.startswith(("source_", "frame_"))}
-        self._file.write(json.dumps({"topic": frame.topic, "digest": digest(frame.data), "meta": meta}) + "\n")
+        line = {"topic": frame.topic, "digest": digest(frame.data), "meta": meta}
+        self._file.write(json.dumps(line) + "\n")
 
     def teardown(self):
         self._file.close()

@@ -393,7 +393,7 @@ def test_readyz_and_metrics_of_a_gateway_follow_the_source(app, rtsp):
         assert running.wait(10) == 0
 
 
-# -- the configuration layer and stream templates ---------------------------------------------------------------
+# -- the configuration layer, stream templates, the example ---------------------------------------------
 
 def test_a_pipeline_file_names_it_class_video_source(app, tmp_path, direct):
     import edgeflow
@@ -445,8 +445,9 @@ def test_a_stream_template_runs_a_video_source_per_stream(app, tmp_path, direct)
 
 @pytest.mark.slow
 def test_the_example_runs_the_sample_video_through_motion_to_the_gateway(tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "video_source" / "main.py"), "--frames", "12",
-                          "--port", str(free_port())], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    main = ROOT / "examples" / "video_source" / "main.py"
+    out = subprocess.run([sys.executable, str(main), "--frames", "12", "--port", str(free_port())], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert any(line.startswith("frame 0: ") and line.endswith(" moving regions") for line in
                out.stdout.splitlines()), out.stdout
