@@ -23,8 +23,12 @@ WebInterface options (``WebInterface(port=..., jpeg_quality=70)``):
 
 The token (``WebInterface(token=...)``, else $EDGEFLOW_GATEWAY_TOKEN) protects the API, the metrics, the
 streams and custom routes: ``Authorization: Bearer <token>`` or ``?token=<token>``. /healthz, /readyz and
-/health stay open for probes, and so do the dashboard's page and static files, which carry no data (the page
-passes its own ``?token=`` on to everything it fetches).
+/health stay open for probes, and so do the dashboard's page and static files and the stream API's
+description (/api/openapi.json, /api/docs), which carry no data (the pages pass their own ``?token=`` on to
+everything they fetch).
+
+The stream API (``/api/streams``, ``/ws/frames``: edgeflow.gateway.streams, docs/streams.md) keeps its streams
+in a store of its own, opened on first use (or at start, to activate again the streams stored active).
 
 Closed by default (docs/security.md): the server binds 127.0.0.1 unless ``WebInterface(host=...)`` or
 $EDGEFLOW_BIND says otherwise, and refuses to start (ConfigError) when bound beyond loopback without a token.
@@ -57,11 +61,13 @@ from edgeflow.gateway import routes, stream
 from edgeflow.gateway.hub import Hub
 from edgeflow.gateway.routes import (BAD_REQUESTS, HUB, INTERFACE, ORIGINS, RUNTIME, TOKEN_SET, VIEWS, Views,
                                      dumps, json_error, json_response)
+from edgeflow.gateway.streams import api as streams_api
+from edgeflow.gateway.streams.service import StreamService
 
 log = logging.getLogger("edgeflow.gateway")
 
 OPTIONS = {"jpeg_quality": 80, "encoders": 2, "stats_interval": 0.5, "access_log": False}
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/health", "/", "/dashboard", "/favicon.ico"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/health", "/", "/dashboard", "/favicon.ico"}) | streams_api.OPEN
 STARTUP_TIMEOUT = 10.0        # seconds to bind and start serving
 SHUTDOWN_GRACE = 1.0          # seconds open requests get to finish at close (streams end at once anyway)
 BAD_REQUEST_LOG_INTERVAL = 10.0   # seconds between log lines about malformed HTTP requests (a flood: a few lines)
@@ -183,12 +189,14 @@ def make_app(interface: Any, runtime: Any, hub: Hub | None = None) -> web.Applic
     app[TOKEN_SET] = token is not None
     app[ORIGINS] = origins_of(interface)
     app[BAD_REQUESTS] = BadRequests(str(getattr(runtime, "node", "gateway")))
-    app[VIEWS] = Views(runtime, hub, bad_requests=app[BAD_REQUESTS])
+    app[streams_api.SERVICE] = service = StreamService(runtime, hub)
+    app[VIEWS] = Views(runtime, hub, bad_requests=app[BAD_REQUESTS], streams=service)
     app[stream.SOCKETS] = weakref.WeakSet()
     app[stream.STATS_INTERVAL] = float(options["stats_interval"])
     custom = _add_custom_routes(app, getattr(interface, "routes", ()))
     routes.add_routes(app, skip=custom)
     stream.add_routes(app, skip=custom)
+    streams_api.add_routes(app, skip=custom)
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)
     app.on_cleanup.append(_cleanup)
@@ -297,6 +305,7 @@ class _BadRequestFilter(logging.LoggerAdapter):
 
 async def _startup(app: web.Application) -> None:
     app[HUB].attach(asyncio.get_running_loop())
+    app[streams_api.SERVICE].start()          # streams stored active are activated again, in the background
 
 
 async def _shutdown(app: web.Application) -> None:
@@ -305,6 +314,7 @@ async def _shutdown(app: web.Application) -> None:
 
 
 async def _cleanup(app: web.Application) -> None:
+    await app[streams_api.SERVICE].close()    # the store; the streams run on (the app decides)
     app[HUB].close()
 
 

@@ -24,11 +24,24 @@ figures are the ones the dashboard shows. Names and labels:
                                (a viewer was too slow), encode_seconds and delivery_seconds (histograms: frame
                                handed to the gateway -> its bytes written to a viewer's socket)
 
+    edgeflow_streams_total, edgeflow_streams_active   streams the gateway's store holds, and how many of
+                               them are active (gauges; edgeflow.gateway.streams)
+    edgeflow_stream_fps{stream_id}, edgeflow_stream_state{stream_id,state} = 1   per running stream
+    <a node's own metrics>{node}   gauges and counters a node sets with ``self.gauge(name, v)`` /
+                               ``self.count(name, n)`` (``extra["user_metrics"]``), under their own names; a
+                               name that is not a Prometheus name, begins with ``edgeflow_`` or is used by
+                               another node for the other kind is left out
+
+Streams: every series of a node that belongs to a stream (its statistics carry ``stream_id``), and of an edge
+whose source or target does, has a ``stream_id`` label as well (``edgeflow_node_fps{node=..., stream_id=...}``).
+
 Latencies are in seconds, the Prometheus convention; the JSON API keeps the runtime's milliseconds.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from typing import Any, Iterable
 
@@ -39,6 +52,9 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Hist
 from edgeflow._series import cumulative_buckets
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+log = logging.getLogger("edgeflow.gateway")
 
 
 def edge_label(edge: dict) -> str:
@@ -252,9 +268,98 @@ class SnapshotCollector:
                                labels=["app", "node"])
         up.add_metric([str(runtime.app), str(runtime.node)], 1.0 if self.source.ready() else 0.0)
         yield up
-        yield from node_families(stats)
-        yield from edge_families(stats, graph)
+        families = [*node_families(stats), *edge_families(stats, graph), *user_families(stats)]
+        label_streams(families, stats, graph)
+        yield from families
         yield from topic_families(self.hub)
+
+
+def node_streams(stats: dict, graph: dict) -> dict[str, str]:
+    """Node name -> stream id for every node that belongs to a stream (statistics' ``stream_id``, or the
+    graph's ``stream``)."""
+    out = {spec.get("name"): str(spec["stream"]) for spec in graph.get("nodes") or () if spec.get("stream")}
+    for name, node in (stats.get("nodes") or {}).items():
+        if isinstance(node, dict) and node.get("stream_id"):
+            out[name] = str(node["stream_id"])
+    return out
+
+
+def label_streams(families: Iterable[Metric], stats: dict, graph: dict) -> None:
+    """Add ``stream_id`` to every sample of a stream's node (label ``node``) or edge (label ``edge``: its
+    source or target is a stream's node). Other series keep their labels exactly."""
+    nodes = node_streams(stats, graph)
+    if not nodes:
+        return
+    edges = {}
+    for edge in merge_edges(stats, graph):
+        stream = nodes.get(edge.get("source")) or nodes.get(edge.get("target"))
+        if stream:
+            edges[edge_label(edge)] = stream
+    for family in families:
+        for sample in family.samples:
+            labels = sample.labels
+            stream = nodes.get(labels.get("node")) or edges.get(labels.get("edge"))
+            if stream and "stream_id" not in labels:
+                labels["stream_id"] = stream
+
+
+_refused: set = set()
+
+
+def user_families(stats: dict) -> list[Metric]:
+    """The nodes' own gauges and counters (``extra["user_metrics"]``) as families under their own names,
+    labelled ``node`` (``stream_id`` is added by label_streams). Replicas were merged by the runtime."""
+    families: dict[str, Metric] = {}
+    for node, s in sorted((stats.get("nodes") or {}).items()):
+        user = ((s or {}).get("extra") or {}).get("user_metrics") or {}
+        for kind in ("gauges", "counters"):
+            for name, value in sorted((user.get(kind) or {}).items()):
+                family_name = name[:-6] if kind == "counters" and name.endswith("_total") else name
+                family = families.get(family_name)
+                wanted = "gauge" if kind == "gauges" else "counter"
+                ok = (isinstance(name, str) and METRIC_NAME.fullmatch(name) is not None
+                      and not name.startswith("edgeflow_") and (family is None or family.type == wanted)
+                      and isinstance(value, (int, float)) and not isinstance(value, bool))
+                if not ok:
+                    if (node, name) not in _refused:
+                        _refused.add((node, name))
+                        log.warning("gateway: /metrics leaves out the %s %r of node %r (not a Prometheus "
+                                    "name, an edgeflow_ name, not a number, or a gauge and a counter at once)",
+                                    wanted, name, node)
+                    continue
+                if family is None:
+                    doc = f"A node's own {wanted} ({'self.gauge' if wanted == 'gauge' else 'self.count'})."
+                    family = (GaugeMetricFamily if wanted == "gauge" else CounterMetricFamily)(
+                        family_name, doc, labels=["node"])
+                    families[family_name] = family
+                family.add_metric([node], float(value))
+    return list(families.values())
+
+
+class StreamsCollector:
+    """The stream store's figures and each running stream's state and rate, read at scrape time from the
+    StreamService (its cached counts: a scrape never waits for the database)."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def collect(self) -> Iterable[Metric]:
+        """The stream families."""
+        total, active = self.service.counts
+        stored = GaugeMetricFamily("edgeflow_streams_total", "Streams the gateway's stream store holds.")
+        stored.add_metric([], float(total))
+        running = GaugeMetricFamily("edgeflow_streams_active", "Streams stored active.")
+        running.add_metric([], float(active))
+        fps = GaugeMetricFamily("edgeflow_stream_fps", "Frames per second of a stream reaching its gateway.",
+                                labels=["stream_id"])
+        state = GaugeMetricFamily("edgeflow_stream_state", "1 for the state of each running stream.",
+                                  labels=["stream_id", "state"])
+        for stream_id, info in sorted(self.service.live().items()):
+            if not isinstance(info, dict):
+                continue
+            fps.add_metric([str(stream_id)], float(info.get("fps") or 0.0))
+            state.add_metric([str(stream_id), str(info.get("state"))], 1.0)
+        return [stored, running, fps, state]
 
 
 def registry_for(source: Any, hub: Any) -> CollectorRegistry:

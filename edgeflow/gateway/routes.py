@@ -3,9 +3,9 @@
     GET /                 302 to /dashboard (query string kept, so ?token= survives)
     GET /dashboard        the dashboard page (static; it fetches everything else with the page's token)
     GET /static/{name}    the dashboard's script and stylesheet
-    GET /health           {"status": "ok"} (the seed's route)
+    GET /health           {"status": "ok"} (the seed's route; open, as /healthz and /readyz)
     GET /healthz          liveness; /readyz: 200 once the gateway's inputs are attached and connectors are up
-    GET /api/status       app, node, ready, uptime, topics, viewers
+    GET /api/status       app, node, ready, uptime, topics, viewers, streams (template, total, active)
     GET /api/fps          {"topics": {topic: fps}, "nodes": {node: fps}}
     GET /api/graph        {"nodes": [...], "edges": [...]}: the graph with live figures
     GET /api/topics       every topic (auto-discovered, plus those the graph announces) with its newest frame
@@ -18,6 +18,8 @@
                           ``{"version": "1.3"}`` optional, ``?timeout=`` seconds (30); 200 with each replica's
                           answer, 422 when the new version failed (the old one runs on), 404 unknown node, 400
                           a node that takes no control messages, 504 no answer in time, 501 in a --node run
+
+The stream API (/api/streams..., /api/openapi.json, /api/docs, /ws/frames) is in edgeflow.gateway.streams.
 
 Every response is JSON except the page, the health texts and the metrics. Handlers read the runtime through
 the object the runtime passed in; a runtime call that raises is logged once and answered from empty figures,
@@ -52,7 +54,8 @@ ORIGINS: web.AppKey[frozenset] = web.AppKey("edgeflow_allowed_origins", frozense
 BAD_REQUESTS: web.AppKey[Any] = web.AppKey("edgeflow_bad_requests", object)   # app.BadRequests
 
 STATIC = Path(__file__).parent / "static"
-STATIC_FILES = ("dashboard.js", "plot.js", "dashboard.css")   # served by name: no path reaches the filesystem
+# served by name: no path reaches the filesystem
+STATIC_FILES = ("dashboard.js", "plot.js", "streams.js", "dashboard.css", "apidocs.js", "apidocs.css")
 MAX_TOPIC = 200                                        # characters; longer names are not topics
 
 
@@ -83,13 +86,17 @@ class Views:
     The stats message is built at most once per ``period`` however many dashboards are open.
     """
 
-    def __init__(self, runtime: Any, hub: Hub, period: float = 0.25, bad_requests: Any = None) -> None:
+    def __init__(self, runtime: Any, hub: Hub, period: float = 0.25, bad_requests: Any = None,
+                 streams: Any = None) -> None:
         self.runtime = runtime
         self.hub = hub
         self.period = period
         self.bad_requests = bad_requests              # app.BadRequests (``.count``), or None
+        self.streams = streams                        # streams.service.StreamService, or None
         self.registry = metrics.registry_for(self, hub)
         self.registry.register(GuardCollector(self))
+        if streams is not None:
+            self.registry.register(metrics.StreamsCollector(streams))
         self._edge_history: dict[str, collections.deque] = {}
         self._message: tuple[float, str] = (0.0, "")
         self._failed: set[str] = set()
@@ -157,7 +164,14 @@ class Views:
                 "viewers": sum(sum(t.viewers.values()) for t in topics),
                 "buffer_delay_s": self.hub.buffer_delay, "queue_size": self.hub.queue_size,
                 "bad_requests": self.bad_requests.count if self.bad_requests is not None else 0,
-                "tcp_ingest": self.tcp_ingest()}
+                "tcp_ingest": self.tcp_ingest(), "streams": self.streams_status()}
+
+    def streams_status(self) -> dict | None:
+        """The stream API at a glance: the app's template (None: it declares none), streams stored, active."""
+        if self.streams is None:
+            return None
+        total, active = self.streams.counts
+        return {"template": self.streams.template(), "total": total, "active": active}
 
     def tcp_ingest(self) -> dict | None:
         """The gateway's TCP ingest figures (listening address, token, connections, frames, rejections per

@@ -249,6 +249,16 @@ _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"
        "description": "The stream's id."}
 
 
+_BY_ID = ("getStream", "updateStream", "deleteStream", "activateStream", "deactivateStream")
+
+
+def _links(response: dict) -> dict:
+    """A created stream's response with a link to each operation on its id (clients and tools follow them)."""
+    for answer in response.values():
+        answer["links"] = {op: {"operationId": op, "parameters": {"id": "$response.body#/id"}} for op in _BY_ID}
+    return response
+
+
 def _body(schema: str) -> dict:
     return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/"
                                                                                   f"{schema}"}}}}
@@ -282,7 +292,7 @@ def openapi(version: str = "") -> dict:
                 "post": {"operationId": "createStream", "summary": "Add a stream (and activate it when "
                                                                      "`is_active` is true).",
                          "requestBody": _body("StreamCreate"),
-                         "responses": {**_stream("Stored (and active when asked).", "201"), **_AUTH,
+                         "responses": {**_links(_stream("Stored (and active when asked).", "201")), **_AUTH,
                                        **_BODY_ERRORS, **_RUN_ERRORS}}},
             one: {
                 "parameters": [_ID],

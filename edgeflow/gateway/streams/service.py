@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import time
 from typing import Any, Callable
@@ -95,11 +96,15 @@ class StreamService:
             self._executor = None
         self._store = None
 
-    async def _db(self, function: Callable, *args: Any) -> Any:
+    async def _db(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
         """Run a store call on the store's own thread (never on the event loop)."""
         if self._executor is None:
             raise StreamError(503, "the stream store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        call = functools.partial(function, *args, **kwargs)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except StoreError as exc:          # the database went away meanwhile: 503, and the reason
+            raise StreamError(503, str(exc)) from None
 
     async def store(self, create: bool = True) -> Store | None:
         """The open store; None when ``create`` is False and nothing was ever stored.
@@ -126,10 +131,10 @@ class StreamService:
                 raise self._open_error
             try:
                 self._store = await self._db(self._location.open)
-            except StoreError as exc:
-                self._open_error = StreamError(503, str(exc))
+            except StreamError as exc:
+                self._open_error = exc
                 self._retry_at = time.monotonic() + STORE_RETRY[0] * 4
-                raise self._open_error from None
+                raise
             self._open_error = None
             self.counts = await self._db(self._store.counts)
             log.info("gateway: streams stored in %s (%s)", self._store.where, self._store.backend)
@@ -227,12 +232,14 @@ class StreamService:
             if active:
                 try:
                     await self._activate(record)
-                except BaseException:
+                    record = await self._db(store.update, record.id, is_active=True) or record
+                except BaseException as exc:
+                    if not isinstance(exc, StreamError):      # it runs, but could not be recorded: stop it
+                        self._fire({"action": "deactivate", "id": record.id})
                     await self._db(store.delete, record.id)
                     self.errors.pop(record.id, None)
                     await self._recount()
                     raise
-                record = await self._db(store.update, record.id, is_active=True)
                 await self._recount()
         log.info("gateway: stream %s (%s) added%s", record.id, record.name, ", active" if active else "")
         return self.view(record)
@@ -409,6 +416,9 @@ class StreamService:
                 store = await self.store(create=False)
                 break
             except StreamError as exc:
+                if self._location is None:            # bad settings (EDGEFLOW_DB_URL): retrying cannot help
+                    log.error("gateway: %s; the stream API answers 503 until it is fixed", exc)
+                    return
                 log.warning("gateway: %s; trying again in %g s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, STORE_RETRY[1])
