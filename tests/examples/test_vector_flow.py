@@ -407,3 +407,19 @@ def test_deploy_monitoring_refuses_what_it_cannot_use(tmp_path):
     plain.link("counter").to("drop")
     with pytest.raises(ConfigError, match="the app has no gateway"):
         monitoring.build(plain.graph(), cfg, EXAMPLE)
+
+
+def test_edgeflow_deploy_monitoring_writes_the_config_maps(tmp_path):
+    help_text = subprocess.run([sys.executable, "-m", "edgeflow.cli", "deploy", "--help"], capture_output=True,
+                               text=True, timeout=60).stdout
+    if "--monitoring" not in help_text:
+        pytest.skip("edgeflow deploy has no --monitoring option in this checkout (edgeflow/cli/deploy.py)")
+    out = subprocess.run([sys.executable, "-m", "edgeflow.cli", "deploy", str(EXAMPLE / "main.py"), "--dry-run",
+                          "--no-build", "--monitoring", "--out", str(tmp_path / "k8s")], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    from edgeflow.deploy import render
+    maps = {o["metadata"]["name"]: o for o in render.load(tmp_path / "k8s") if o["kind"] == "ConfigMap"}
+    assert set(maps) == {"vector-flow-config", "vector-flow-prometheus", "vector-flow-grafana-dashboards"}
+    scrape = yaml.safe_load(maps["vector-flow-prometheus"]["data"]["prometheus.yml"])["scrape_configs"][0]
+    assert scrape["static_configs"][0]["targets"] == ["vector-flow-gateway.edgeflow.svc:8000"]

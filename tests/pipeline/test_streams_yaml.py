@@ -5,6 +5,7 @@ a stream activated on a loaded app reaches its ``to`` node."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -293,14 +294,20 @@ def test_the_vector_flow_pipeline_yaml_is_its_main_py():
 @needs_sources
 @pytest.mark.slow
 def test_edgeflow_graph_writes_the_vector_flow_streams_section(tmp_path):
-    written = run_cli("graph", str(VECTOR_FLOW / "main.py"), "--format", "yaml", environ=env())
+    for name in ("main.py", "flow.py"):
+        shutil.copy(VECTOR_FLOW / name, tmp_path / name)
+    written = run_cli("graph", "main.py", "--format", "yaml", cwd=tmp_path, environ=env())
     assert written.returncode == 0, written.stderr
     section = yaml.safe_load(written.stdout)["streams"]
     assert section == {"source": "VideoSource", "workers": ["flow:FlowWorker"], "to": "gateway",
                        "source_options": {"fps": 15}}
-    shown = run_cli("graph", str(VECTOR_FLOW / "pipeline.yaml"), "--format", "json", environ=env())
-    assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["streams"]["source"].endswith(":VideoSource")
+    (tmp_path / "exported.yaml").write_text(written.stdout)
+    views = [run_cli("graph", file, "--format", "json", cwd=tmp_path, environ=env())
+             for file in ("main.py", "exported.yaml", str(VECTOR_FLOW / "pipeline.yaml"))]
+    assert all(view.returncode == 0 for view in views), [view.stderr for view in views]
+    from_py, from_export, from_example = (json.loads(view.stdout) for view in views)
+    assert from_export == from_py and from_example == from_py
+    assert from_py["streams"]["source"] == "edgeflow.sources.video:VideoSource"
 
 
 def test_video_source_is_a_short_name_when_edgeflow_has_sources():
