@@ -31,6 +31,7 @@ class Motion(ConsumerNode):
     def setup(self):
         self.model = cv2.createBackgroundSubtractorMOG2(history=100, detectShadows=False)
         self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        self.seen = 0
 
     def process(self, image):
         mask = self.model.apply(image)
@@ -40,9 +41,10 @@ class Motion(ConsumerNode):
         out = image.copy()                # the input is a read-only view of the source's ring
         for x, y, w, h in boxes:
             cv2.rectangle(out, (x, y), (x + w, y + h), (0, 255, 0), 2)
-        index = self.current_frame.meta.get("frame_index")
-        if index is not None and index % 50 == 0:
+        if self.seen % 50 == 0:           # a live view (REALTIME) may start a few frames in: the first one seen
+            index = self.current_frame.meta.get("frame_index")
             print(f"frame {index}: {len(boxes)} moving regions", flush=True)
+        self.seen += 1
         return out, {"moving": len(boxes)}
 
 
