@@ -146,6 +146,7 @@ class VideoSource(ProducerNode):
 
     # -- opening ---------------------------------------------------------------------------------------------
     def _open_file(self) -> None:
+        locate(self.name, self.url)              # still there (each pass of a loop opens it again)
         capture = cv2.VideoCapture(self._where.target, self._where.api)
         if not capture.isOpened():
             capture.release()
@@ -288,7 +289,12 @@ class VideoSource(ProducerNode):
             if self.loop and self._in_pass:
                 self._loops += 1
                 count(self, "loops")
-                self._open_file()
+                try:
+                    self._open_file()
+                except ConfigError as exc:       # removed or replaced while it played: the stream ends
+                    self.log.error("%s; the stream ends", exc)
+                    self._state.ended(str(exc))
+                    raise EndOfStream from None
                 return self._next()
             self._state.ended()
             if self.loop:
@@ -356,9 +362,9 @@ class SourceState:
         """Gone after being live (or an attempt to reopen it failed)."""
         self._set("lost", error)
 
-    def ended(self) -> None:
-        """A file ran out."""
-        self._set("ended", "the file ended")
+    def ended(self, error: str = "the file ended") -> None:
+        """A file ran out (or could not be read again for its next pass)."""
+        self._set("ended", error)
 
     def resized(self, size: list[int]) -> None:
         """Frames of another size than the source said."""

@@ -500,3 +500,18 @@ def test_a_stream_that_goes_silent_is_lost_after_read_timeout_and_comes_back(app
         wait_for(lambda: len(records(out)) > before + 3, 15, "frames again")
         running.stop()
     assert lost["error"] == "no frame within 1 s"
+
+
+def test_a_looping_file_removed_while_it_plays_ends_the_stream_in_one_line(app, tmp_path, capfd):
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(VIDEO.read_bytes())
+    out = tmp_path / "gone.jsonl"
+    with recording_app(app, out, url=str(clip), fps=None, loop=True).start() as running:
+        wait_for(lambda: records(out), 20, "the first frames")
+        clip.unlink()                    # the open file plays to its end; the next pass cannot open it
+        assert running.wait(30) == 0, "the stream ended, nothing failed"
+        source = running.statistics()["nodes"]["cam"]["extra"]["source"]
+    assert len(records(out)) == FRAMES, "the pass under way played to its end"
+    assert source["state"] == "ended" and "no such file" in source["error"]
+    lines = [line for line in capfd.readouterr().err.splitlines() if "the stream ends" in line]
+    assert len(lines) == 1 and f"node 'cam': option 'url': no such file '{clip}'" in lines[0], lines
