@@ -19,6 +19,8 @@ MAY_NOT_IMPORT = {"_fast": ("nodes", "transport", "runtime", "graph", "gateway",
                                  "bench"),
                   "models": ("_fast", "transport", "runtime", "graph", "_nodeload", "gateway", "cli", "deploy",
                              "bench"),
+                  "sources": ("_fast", "transport", "runtime", "graph", "_nodeload", "gateway", "cli", "deploy",
+                              "bench"),
                   # a pipeline file builds an EdgeApp as main.py would: the graph, never what runs it
                   "pipeline": ("_fast", "transport", "runtime", "gateway", "cli", "deploy", "bench")}
 LEAVES = ("errors.py",)
