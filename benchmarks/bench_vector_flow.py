@@ -23,7 +23,9 @@ source).
   adds to the worker's own work (receiving a frame, the output loan, statistics, metrics). Target: < 5%.
   Being the difference of two large figures, it moves with whatever else the host runs; so it is measured
   directly as well: the same streams with ``PassWorker`` (FlowWorker's loan, copy and metric calls without
-  the flow), whose CPU per frame less a plain copy's is the framework's own cost per frame.
+  the flow), whose CPU per frame less a plain copy's is the framework's own cost per frame; and the plain
+  loop is run once more as one process per stream (no EdgeFlow), which shows how much of the gap is the
+  processes' own cost (caches, context switches) rather than EdgeFlow's.
 
 Fast mode (``EDGEFLOW_BENCH_FAST=1`` or ``--benchmark-disable``: tests/unit/test_benchmarks_run.py) runs two
 activations and two streams for a second, checking only that every figure is there and sane; ``--quick``
@@ -33,6 +35,7 @@ activations and two streams for a second, checking only that every figure is the
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import pathlib
 import socket
@@ -207,7 +210,7 @@ def frames_of_video(limit: int | None = None) -> list[np.ndarray]:
     return frames
 
 
-def run_plain(frames: list[np.ndarray], streams: int, seconds: float, warmup: float) -> dict:
+def run_plain(frames: list[np.ndarray], streams: int, seconds: float, warmup: float, offset: int = 0) -> dict:
     """The baseline: the worker's code as a plain loop in this process, one tracker per stream, every stream
     one frame per tick of 1/15 s (behind schedule it does not sleep), each at its own place in the video (no
     frame is read twice in a row from a warm cache). CPU per frame over the window."""
@@ -215,8 +218,9 @@ def run_plain(frames: list[np.ndarray], streams: int, seconds: float, warmup: fl
     trackers = [flow.FlowTracker(**PARAMS) for _ in range(streams)]
     period = 1.0 / FPS
     spread = max(1, len(frames) // streams)      # each stream at its own place in the video, as live streams
+    k = offset
     start = time.monotonic()
-    due, k, done, cpu0, window_start = start, 0, 0, None, None
+    due, done, cpu0, window_start = start, 0, None, None
     while True:
         now = time.monotonic()
         if cpu0 is None and now - start >= warmup:
@@ -238,6 +242,36 @@ def run_plain(frames: list[np.ndarray], streams: int, seconds: float, warmup: fl
     cpu = time.process_time() - cpu0
     return {"cpu_per_frame_ms": 1e3 * cpu / done, "fps_per_stream": done / streams / elapsed,
             "cpu_share": cpu / elapsed}
+
+
+def _plain_child(conn, frames, seconds, warmup, offset, phase) -> None:
+    time.sleep(phase)                    # staggered ticks, as independent streams (not all at once)
+    conn.send(run_plain(frames, 1, seconds, warmup, offset))
+    conn.close()
+
+
+def run_plain_processes(frames: list[np.ndarray], streams: int, seconds: float, warmup: float) -> dict:
+    """The same plain loop as one process per stream (forked: they share the decoded frames), no EdgeFlow:
+    what running the streams in processes of their own costs by itself (caches, context switches), to tell
+    it apart from what EdgeFlow adds. CPU per frame: the processes' summed over their frames."""
+    context = multiprocessing.get_context("fork")
+    pipes, children = [], []
+    for i in range(streams):
+        parent, child = context.Pipe(duplex=False)
+        proc = context.Process(target=_plain_child, args=(child, frames, seconds, warmup,
+                                                          i * max(1, len(frames) // streams),
+                                                          i / streams / FPS), daemon=True)
+        proc.start()
+        child.close()
+        pipes.append(parent)
+        children.append(proc)
+    results = [pipe.recv() for pipe in pipes]
+    for proc in children:
+        proc.join(10)
+    cpu = sum(r["cpu_per_frame_ms"] * r["fps_per_stream"] for r in results)      # ms CPU per second, summed
+    fps = sum(r["fps_per_stream"] for r in results)
+    return {"cpu_per_frame_ms": cpu / fps, "fps_per_stream": statistics.median(r["fps_per_stream"]
+                                                                                for r in results)}
 
 
 def run_edgeflow(streams: int, seconds: float, warmup: float, worker: type = flow.FlowWorker) -> dict:
@@ -305,12 +339,15 @@ def measure_cpu(streams: int, seconds: float, warmup: float, frames: list[np.nda
                 edgeflows.append(run_edgeflow(streams, seconds, warmup))
         load.append(os.getloadavg()[0])
     passed = run_edgeflow(streams, seconds, warmup, PassWorker) if direct else None
+    apart = run_plain_processes(frames, streams, seconds, warmup) if direct else None
     plain = sorted(plains, key=lambda p: p["cpu_per_frame_ms"])[len(plains) // 2]
     edgeflow = sorted(edgeflows, key=lambda e: e["cpu_per_frame_ms"])[len(edgeflows) // 2]
     per_frame = edgeflow["cpu_per_frame_ms"]
     out = {"plain": plain, "edgeflow": edgeflow, "worker_cpu_per_frame_ms": per_frame,
            "overhead": per_frame / plain["cpu_per_frame_ms"] - 1.0, "rounds": rounds, "load": load,
            "ratios": [e["cpu_per_frame_ms"] / p["cpu_per_frame_ms"] for p, e in zip(plains, edgeflows)]}
+    if apart is not None:
+        out.update(apart=apart, vs_apart=per_frame / apart["cpu_per_frame_ms"] - 1.0)
     if passed is not None:
         copied = copy_ms(frames)
         out.update(pass_ms=passed["cpu_per_frame_ms"], copy_ms=copied, pass_fps=statistics.median(
@@ -355,6 +392,11 @@ def report_cpu(cpu: dict) -> tuple[list[str], list[str]]:
                  f"{', '.join(f'{r:.3f}x' for r in cpu['ratios'])}; load average "
                  f"{' -> '.join(f'{v:.1f}' for v in cpu['load'])} on {os.cpu_count()} cores (other work on "
                  "the host inflates both, the many processes more)")
+    if "apart" in cpu:
+        lines.append(f"the plain loop as one process per stream (no EdgeFlow): "
+                     f"{cpu['apart']['cpu_per_frame_ms']:.2f} ms CPU per frame, "
+                     f"{cpu['apart']['fps_per_stream']:.2f} fps per stream; edgeflow's workers "
+                     f"{1 + cpu['vs_apart']:.3f}x that ({cpu['vs_apart']:+.1%})")
     if "direct" in cpu:
         lines.append(f"directly: a worker without the flow (same loan, copy, metrics) takes "
                      f"{cpu['pass_ms']:.3f} ms CPU per frame ({cpu['pass_fps']:.2f} fps), a plain copy "
