@@ -13,9 +13,9 @@ removes them too):
   ``secret`` volume mounted there, puts the Secret that holds the gateway token (the ``<app>-redis`` Secret's
   ``gateway-token``, or the operator's ``<app>-gateway-token`` for a given token). The file's other settings
   stay as written (comments do not survive the rewrite).
-- ``<app>-grafana-dashboards`` (data: each ``grafana-*.json`` / ``grafana-dashboard.json``, checked to be a
-  dashboard with a ``uid`` and ``panels``), labelled ``grafana_dashboard: "1"``, which the Grafana Helm chart's
-  dashboard sidecar loads.
+- ``<app>-grafana-dashboards`` (data: each ``grafana*.json``, checked to be a dashboard with a ``uid``, a
+  ``title`` and ``panels``), labelled ``grafana_dashboard: "1"``, which the Grafana Helm chart's dashboard
+  sidecar loads.
 
 Nothing here needs kubectl; ``render.write`` writes the objects as it writes the others
 (``02-configmap-<name>.yaml``).
@@ -111,8 +111,8 @@ def dashboard_text(path: Path) -> str:
         raise ConfigError(f"--monitoring: {path}: not readable JSON: {exc}") from None
     if not (isinstance(board, dict) and board.get("uid") and board.get("title")
             and isinstance(board.get("panels"), list)):
-        raise ConfigError(f"--monitoring: {path}: expected a Grafana dashboard (a JSON object with uid, title "
-                          "and panels)")
+        raise ConfigError(f"--monitoring: {path}: expected a Grafana dashboard (a JSON object with uid, "
+                          "title and panels)")
     return text
 
 
@@ -120,4 +120,5 @@ def _config_map(app: str, raw_name: str, cfg: manifests.DeployConfig, data: dict
                 extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
     name = manifests.dns_name(raw_name)
     lab = {**manifests.labels(app, name, component), **(extra_labels or {})}
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": manifests._meta(name, cfg, lab), "data": data}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": manifests._meta(name, cfg, lab),
+            "data": data}

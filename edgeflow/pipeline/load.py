@@ -190,7 +190,8 @@ def _streams(app: EdgeApp, decl: validate.StreamsDecl) -> None:
             continue
         kind, what = _KINDS[role]
         if not issubclass(cls, Node):
-            problems.append(problem(item.mark, item.path, f"{item.ref!r} is not a node class: expected {what}"))
+            problems.append(problem(item.mark, item.path,
+                                    f"{item.ref!r} is not a node class: expected {what}"))
         elif cls.node_kind != kind:
             got = f"a {cls.node_kind} class" if cls.node_kind else "a generic Node class (no kind)"
             problems.append(problem(item.mark, item.path, f"{item.ref!r} is {got}, not {what}"))

@@ -1,4 +1,4 @@
-"""Vector flow: per camera stream, Lucas-Kanade optical flow drawn as arrows, streams added and changed at run time.
+"""Vector flow: per camera stream, Lucas-Kanade optical flow drawn as arrows; streams added at run time.
 
     python examples/vector_flow/main.py                 (or: edgeflow run examples/vector_flow/pipeline.yaml)
 
@@ -8,9 +8,9 @@ an ``rtsp_url`` (or a video file) and the stream's params ``grid_size`` and ``th
     stream-<id>-source (VideoSource, 15 fps) --> stream-<id>-flow-worker (FlowWorker) --> gateway
 
 while everything else keeps running; ``PUT /api/streams/<id>`` with new params reaches the running worker
-(its ``on_params``: no restart), ``DELETE`` stops the stream's processes. Each stream's annotated frames are on
-``/ws/frames?stream_id=<id>`` and its figures on ``/metrics`` (``vector_flow_*{stream_id="<id>"}``): see
-README.md beside this file, prometheus.yml and grafana-dashboard.json.
+(its ``on_params``: no restart), ``DELETE`` stops the stream's processes. Each stream's annotated frames
+are on ``/ws/frames?stream_id=<id>`` and its figures on ``/metrics`` (``vector_flow_*{stream_id="<id>"}``):
+see README.md beside this file, prometheus.yml and grafana-dashboard.json.
 
 The gateway listens on $GATEWAY_HTTP_PORT (default 8000) and takes its token from $EDGEFLOW_GATEWAY_TOKEN
 (required when it is bound beyond loopback, e.g. EDGEFLOW_BIND=0.0.0.0).

@@ -258,7 +258,8 @@ def test_streams_over_rest_frames_with_arrows_metrics_and_params_without_a_resta
                  "no vector above a 1000 px threshold")
         assert descendants(example.proc.pid) == before, "a process was restarted or added by the PUT"
         assert gateway.stream_metric("vector_flow_frames_processed_total", stream_id) > processed   # kept
-        assert gateway.metrics()["edgeflow_node_restarts_total"][(("node", worker), ("stream_id", stream_id))] == 0
+        restarts = gateway.metrics()["edgeflow_node_restarts_total"]
+        assert restarts[(("node", worker), ("stream_id", stream_id))] == 0
         after = asyncio.run(gateway.frames(stream_id, 4, timeout=20))
         assert max(green_pixels(frame) for frame in after[1:]) < 20         # no arrow any more
         status, shown = gateway.json("GET", f"/api/streams/{stream_id}")
@@ -410,13 +411,12 @@ def test_deploy_monitoring_refuses_what_it_cannot_use(tmp_path):
 
 
 def test_edgeflow_deploy_monitoring_writes_the_config_maps(tmp_path):
-    help_text = subprocess.run([sys.executable, "-m", "edgeflow.cli", "deploy", "--help"], capture_output=True,
-                               text=True, timeout=60).stdout
+    cli = [sys.executable, "-m", "edgeflow.cli", "deploy"]
+    help_text = subprocess.run([*cli, "--help"], capture_output=True, text=True, timeout=60).stdout
     if "--monitoring" not in help_text:
         pytest.skip("edgeflow deploy has no --monitoring option in this checkout (edgeflow/cli/deploy.py)")
-    out = subprocess.run([sys.executable, "-m", "edgeflow.cli", "deploy", str(EXAMPLE / "main.py"), "--dry-run",
-                          "--no-build", "--monitoring", "--out", str(tmp_path / "k8s")], capture_output=True,
-                         text=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run([*cli, str(EXAMPLE / "main.py"), "--dry-run", "--no-build", "--monitoring", "--out",
+                          str(tmp_path / "k8s")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     from edgeflow.deploy import render
     maps = {o["metadata"]["name"]: o for o in render.load(tmp_path / "k8s") if o["kind"] == "ConfigMap"}

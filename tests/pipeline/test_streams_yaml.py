@@ -113,8 +113,8 @@ def test_every_schema_problem_of_the_section_at_once_with_its_line(tmp_path):
         f"{f}:7:38: streams.workers[1]: a node folder cannot be a stream's class: name its class as "
         "module:Class",
         f"{f}:7:58: streams.workers[2]: expected module:Class or a built-in name, got 7",
-        f"{f}:8:20: streams.worker_options.params: 'params' is set by the stream itself (each stream's params), "
-        "not an option",
+        f"{f}:8:20: streams.worker_options.params: 'params' is set by the stream itself (each stream's "
+        "params), not an option",
         f"{f}:8:32: streams.worker_options.bad key: an option's name must be a Python identifier",
         f"{f}:9:8: streams.to[0]: unknown node 'gatewy' (did you mean 'gateway'?)",
         f"{f}:10:3: streams.replicas: expected an integer >= 1 (processes per worker), got 0",
@@ -136,9 +136,10 @@ def test_missing_source_a_non_mapping_and_the_url_option(tmp_path):
     f = str(path)
     assert problems(path) == [
         f"{f}:5:3: streams: missing 'source' (the producer class each stream runs, e.g. source: VideoSource)",
-        f"{f}:5:3: streams.workers: expected a list of classes (module:Class or a built-in name), got a mapping",
-        f"{f}:6:20: streams.source_options.url: 'url' is set by the stream itself (each stream's url), not an "
-        "option",
+        f"{f}:5:3: streams.workers: expected a list of classes (module:Class or a built-in name), got a "
+        "mapping",
+        f"{f}:6:20: streams.source_options.url: 'url' is set by the stream itself (each stream's url), not "
+        "an option",
     ]
     listed = write(tmp_path, "list.yaml", f"""
         app: fleet
@@ -168,8 +169,8 @@ def test_classes_of_the_wrong_kind_and_unknown_names_at_their_own_lines(tmp_path
     assert lines[:3] == [
         f"{f}:5:3: streams.source: '{N}:Scale' is a consumer class, not a producer (ProducerNode) class: it "
         "gets each stream's url",
-        f"{f}:7:7: streams.workers[0]: '{N}:Counter' is a producer class, not a consumer (ConsumerNode) class: "
-        "it gets each stream's params",
+        f"{f}:7:7: streams.workers[0]: '{N}:Counter' is a producer class, not a consumer (ConsumerNode) "
+        "class: it gets each stream's params",
         f"{f}:8:7: streams.workers[1]: 'CsvSinc' is not a built-in node (did you mean 'CsvSink'?); name a "
         "class of your own as module:Class",
     ]
