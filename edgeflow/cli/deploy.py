@@ -126,8 +126,11 @@ DEFAULT_OUT = Path("k8s")                # a real deploy's manifests, relative t
 @click.option("--kube-context", metavar="C", help="kubectl context (default: the current one).")
 @click.option("--tag", metavar="T", help="Image tag (default: sha-<hash of the project's files>).")
 @click.option("--clean", is_flag=True, help="Remove what an earlier deploy of this app created instead.")
+@click.option("--monitoring", is_flag=True, help="Also write the project's prometheus.yml and grafana*.json "
+              "dashboards into ConfigMaps, aimed at the gateway's Service and token Secret.")
 def deploy(file: str | None, configs: tuple[str, ...], registry: str, namespace: str, output: Path | None,
-           dry_run: bool, no_build: bool, kube_context: str | None, tag: str | None, clean: bool) -> None:
+           dry_run: bool, no_build: bool, kube_context: str | None, tag: str | None, clean: bool,
+           monitoring: bool) -> None:
     """Deploy FILE's app to Kubernetes: images, manifests in --out, kubectl apply.
 
     One image for the project, plus one per distinct node.toml [build] table (base image and dependencies);
@@ -154,8 +157,12 @@ def deploy(file: str | None, configs: tuple[str, ...], registry: str, namespace:
     images = {name: plan.image for plan in plans if not plan.default for name in plan.nodes}
     # a redeploy keeps the password: a new one would restart both Redis and break every client
     password = render.existing_password(output, manifests.secret_name(graph.app)) or secrets.token_hex(24)
-    objects = manifests.build(graph, manifests.DeployConfig(image=image, namespace=namespace,
-                                                            password=password, file=inside, images=images))
+    cfg = manifests.DeployConfig(image=image, namespace=namespace, password=password, file=inside,
+                                 images=images)
+    objects = manifests.build(graph, cfg)
+    if monitoring:
+        from edgeflow.deploy import monitoring as monitoring_files
+        objects += monitoring_files.build(graph, cfg, project)
     _with_configs(objects, inside, overlays)
     written, stale = render.write(objects, output, source=" ".join([*([file] if file else []),
                                                                       *(f"-c {c}" for c in configs)]))

@@ -58,7 +58,7 @@ def test_top_level_keys_app_and_nodes(chdir):
         nodez: {}
     """)
     assert problems("a.yaml") == [
-        "a.yaml:1:1: name: unknown key (top-level keys: app, broker, nodes, links)",
+        "a.yaml:1:1: name: unknown key (top-level keys: app, broker, nodes, links, streams)",
         "a.yaml:1:1: missing 'app' (the app's name, e.g. app: my-robot)",
         "a.yaml:1:1: missing 'nodes' (a mapping of node name -> class:, path: or model:)",
         "a.yaml:2:1: nodez: unknown key (did you mean 'nodes'?)",
