@@ -71,7 +71,7 @@ STREAM_UPDATE: dict = {
                    "`grid_size` and `threshold` go into it). An active stream gets new params without a "
                    "restart, a new url with one.",
     "example": {"threshold": 2.5}}
-_DATE = {"type": "string", "format": "date-time", "example": "2024-05-01T12:00:00.123Z"}
+_DATE = {"type": "string", "format": "date-time", "example": "2024-05-01T12:00:00.123456Z"}
 STREAM: dict = {
     "type": "object",
     "required": ["id", "name", "url", "rtsp_url", "params", "is_active", "worker_state", "created_at",
@@ -242,8 +242,11 @@ _BODY_ERRORS = {"400": _error("The body is not JSON."), "413": _error(f"The body
                 "415": _error("The body is not `application/json`."),
                 "422": _error("A field is wrong: `error` names it, `field` too.")}
 _RUN_ERRORS = {"409": _error("The app cannot run it: it declares no stream template (`app.streams(...)`)."),
+               "501": _error("This gateway runs without a supervisor (a `--node` run): no streams."),
                "502": _error("The runtime refused it (the reason is in `error`)."),
                "504": _error("The runtime did not answer in time.")}
+_STORE = {"503": _error("The stream store cannot be reached (the reason is in `error`).")}
+_REFUSED = {"400": _error("Its url or params were refused by the node classes' option checks.")}
 _NOT_FOUND = {"404": _error("No stream has this id.")}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"},
        "description": "The stream's id."}
@@ -288,35 +291,40 @@ def openapi(version: str = "") -> dict:
                                                                         "enum": ["ok"]}}}}}}}}},
             "/api/streams": {
                 "get": {"operationId": "listStreams", "summary": "List the streams.",
-                        "responses": {"200": stream_list, **_AUTH}},
+                        "responses": {"200": stream_list, **_AUTH, **_STORE}},
                 "post": {"operationId": "createStream", "summary": "Add a stream (and activate it when "
                                                                      "`is_active` is true).",
                          "requestBody": _body("StreamCreate"),
                          "responses": {**_links(_stream("Stored (and active when asked).", "201")), **_AUTH,
-                                       **_BODY_ERRORS, **_RUN_ERRORS}}},
+                                       **_BODY_ERRORS, **_RUN_ERRORS, **_STORE,
+                                       "400": _error("The body is not JSON, or (`is_active`) its url or "
+                                                     "params were refused by the node classes.")}}},
             one: {
                 "parameters": [_ID],
                 "get": {"operationId": "getStream", "summary": "One stream with its workers' state.",
-                        "responses": {**_stream("The stream."), **_AUTH, **_NOT_FOUND}},
+                        "responses": {**_stream("The stream."), **_AUTH, **_NOT_FOUND, **_STORE}},
                 "put": {"operationId": "updateStream", "summary": "Change a stream (live when it is active).",
                         "requestBody": _body("StreamUpdate"),
                         "responses": {**_stream("The stream as stored now."), **_AUTH, **_NOT_FOUND,
-                                      **_BODY_ERRORS, **_RUN_ERRORS}},
+                                      **_BODY_ERRORS, **_RUN_ERRORS, **_STORE,
+                                      "400": _error("The body is not JSON, or a new url or params were "
+                                                    "refused by the node classes (nothing changed).")}},
                 "delete": {"operationId": "deleteStream", "summary": "Remove a stream (deactivated first).",
                            "responses": {"200": {"description": "Removed.", "content": {"application/json": {
                                "schema": {"type": "object", "required": ["id", "deleted"], "properties": {
                                    "id": {"type": "string"}, "deleted": {"type": "boolean"}}}}}},
-                               **_AUTH, **_NOT_FOUND, **_RUN_ERRORS}}},
+                               **_AUTH, **_NOT_FOUND, **_RUN_ERRORS, **_STORE}}},
             one + "/activate": {
                 "parameters": [_ID],
                 "post": {"operationId": "activateStream",
                          "summary": "Start its source and workers (returns once the processes started).",
-                         "responses": {**_stream("Active."), **_AUTH, **_NOT_FOUND, **_RUN_ERRORS,
-                                       "400": _error("Its url or params were refused by the node classes.")}}},
+                         "responses": {**_stream("Active."), **_AUTH, **_NOT_FOUND, **_RUN_ERRORS, **_STORE,
+                                       **_REFUSED}}},
             one + "/deactivate": {
                 "parameters": [_ID],
                 "post": {"operationId": "deactivateStream", "summary": "Stop its source and workers.",
-                         "responses": {**_stream("Inactive."), **_AUTH, **_NOT_FOUND, **_RUN_ERRORS}}},
+                         "responses": {**_stream("Inactive."), **_AUTH, **_NOT_FOUND, **_RUN_ERRORS,
+                                       **_STORE}}},
         },
         "components": {
             "schemas": {"StreamCreate": _public(STREAM_CREATE), "StreamUpdate": _public(STREAM_UPDATE),

@@ -35,6 +35,7 @@ import datetime
 import json
 import os
 import sqlite3
+import time
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -74,15 +75,21 @@ class StoreError(Exception):
     """The store cannot be opened or used (one line naming the database, passwords masked)."""
 
 
+_last_now = [0]              # microseconds of the last utc_now(): each call is later than the one before
+
+
 def utc_now() -> str:
-    """Now as ISO 8601 UTC with milliseconds: ``2024-05-01T12:00:00.123Z``."""
-    return iso(datetime.datetime.now(datetime.timezone.utc).timestamp())
+    """Now as ISO 8601 UTC with microseconds (``2024-05-01T12:00:00.123456Z``), later than any earlier call
+    in this process, so that streams made one after the other list in that order."""
+    micros = max(time.time_ns() // 1000, _last_now[0] + 1)
+    _last_now[0] = micros
+    return iso(micros / 1e6, "microseconds")
 
 
-def iso(epoch: float) -> str:
-    """A Unix time as ISO 8601 UTC with milliseconds and a ``Z``."""
+def iso(epoch: float, timespec: str = "milliseconds") -> str:
+    """A Unix time as ISO 8601 UTC with a ``Z`` (milliseconds, or ``timespec``)."""
     moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,7 +340,7 @@ class SqliteStore(Store):
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
                                check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")    # WAL + NORMAL: an app crash loses no commit
         return conn
 
@@ -342,6 +349,21 @@ class SqliteStore(Store):
 
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error,)
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL (it stays so). Switching needs the file to itself and SQLite does not wait
+    for that (no busy handler): while another connection holds a lock, try again, unless it is WAL already."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        for pragma in ("PRAGMA journal_mode = WAL", "PRAGMA journal_mode"):
+            try:
+                if conn.execute(pragma).fetchone()[0].lower() == "wal":
+                    return
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.01)                                 # another process's lock: nothing to wait on
 
 
 class PostgresStore(Store):

@@ -101,7 +101,7 @@ async def test_the_seeds_body_is_stored_and_answered_in_both_shapes(tmp_path):
         assert created["params"] == {"grid_size": 16, "threshold": 1.0}
         assert created["grid_size"] == 16 and created["threshold"] == 1.0
         assert created["is_active"] is False and created["worker_state"] == "stopped"
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", created["created_at"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", created["created_at"])
         assert (tmp_path / "state" / "seed.sqlite3").exists()
         sid = created["id"]
         resp = await client.put(f"/api/streams/{sid}", json={"threshold": 2.5, "name": "gate-3b"})

@@ -121,12 +121,13 @@ def test_two_gateways_migrating_one_database_at_once_apply_each_migration_once(b
     errors = []
 
     def go(store):
-        store._conn = store._connect()
-        barrier.wait()
         try:
+            store._conn = store._connect()
+            barrier.wait(10)
             store.migrate()
         except BaseException as exc:           # reported below
             errors.append(exc)
+            barrier.abort()
 
     threads = [threading.Thread(target=go, args=(s,)) for s in stores_]
     for t in threads:
