@@ -123,9 +123,9 @@ SETTINGS: tuple[Setting, ...] = (
             "`--debug`)."),
     Setting("EDGEFLOW_STATE_DIR", "str", None, "The folder an app keeps its state in (the gateway's stream "
             "store `<app>.sqlite3`). Unset: `$XDG_STATE_HOME/edgeflow`, else `~/.local/state/edgeflow`."),
-    Setting("EDGEFLOW_DB_URL", "str", None, "The gateway's stream store as a URL: `postgresql://user:pass@host"
-            "/db` (PostgreSQL) or `sqlite:////abs/path/file.sqlite3`. Unset: SQLite in `EDGEFLOW_STATE_DIR` "
-            "(docs/streams.md).", secret="url"),
+    Setting("EDGEFLOW_DB_URL", "str", None, "The gateway's stream store as a URL: "
+            "`postgresql://user:pass@host/db` (PostgreSQL) or `sqlite:////abs/path/file.sqlite3`. Unset: "
+            "SQLite in `EDGEFLOW_STATE_DIR` (docs/streams.md).", secret="url"),
 )
 """Every setting, in the order of docs/settings.md's table and of ``edgeflow settings``."""
 

@@ -67,7 +67,8 @@ from edgeflow.gateway.streams.service import StreamService
 log = logging.getLogger("edgeflow.gateway")
 
 OPTIONS = {"jpeg_quality": 80, "encoders": 2, "stats_interval": 0.5, "access_log": False}
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/health", "/", "/dashboard", "/favicon.ico"}) | streams_api.OPEN
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/health", "/", "/dashboard", "/favicon.ico",
+                        *streams_api.OPEN})
 STARTUP_TIMEOUT = 10.0        # seconds to bind and start serving
 SHUTDOWN_GRACE = 1.0          # seconds open requests get to finish at close (streams end at once anyway)
 BAD_REQUEST_LOG_INTERVAL = 10.0   # seconds between log lines about malformed HTTP requests (a flood: a few lines)

@@ -33,7 +33,8 @@ figures are the ones the dashboard shows. Names and labels:
                                another node for the other kind is left out
 
 Streams: every series of a node that belongs to a stream (its statistics carry ``stream_id``), and of an edge
-whose source or target does, has a ``stream_id`` label as well (``edgeflow_node_fps{node=..., stream_id=...}``).
+whose source or target does, has a ``stream_id`` label as well
+(``edgeflow_node_fps{node=..., stream_id=...}``).
 
 Latencies are in seconds, the Prometheus convention; the JSON API keeps the runtime's milliseconds.
 """
@@ -324,7 +325,8 @@ def user_families(stats: dict) -> list[Metric]:
                     if (node, name) not in _refused:
                         _refused.add((node, name))
                         log.warning("gateway: /metrics leaves out the %s %r of node %r (not a Prometheus "
-                                    "name, an edgeflow_ name, not a number, or a gauge and a counter at once)",
+                                    "name, an edgeflow_ name, not a number, or a gauge and a counter at "
+                                    "once)",
                                     wanted, name, node)
                     continue
                 if family is None:

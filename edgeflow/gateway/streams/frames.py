@@ -28,13 +28,13 @@ from edgeflow.gateway.streams.api import SERVICE, error_response
 from edgeflow.gateway.streams.service import StreamError, StreamService
 
 WAIT = 0.5                   # seconds a viewer waits for a frame before it looks at the stream's topics again
-NODE_FIGURES = ("fps", "frames_in", "frames_out", "errors", "restarts", "drops", "processing_ms", "latency_ms",
-                "states")
+NODE_FIGURES = ("fps", "frames_in", "frames_out", "errors", "restarts", "drops", "processing_ms",
+                "latency_ms", "states")
 
 
 async def ws_frames(request: web.Request) -> web.StreamResponse:
     """The WebSocket (module docstring)."""
-    check_origin(request)                       # first: a foreign page learns nothing, not even whether ids exist
+    check_origin(request)             # first: a foreign page learns nothing, not even whether an id exists
     service = request.app[SERVICE]
     hub = request.app[HUB]
     stream_id = request.query.get("stream_id")

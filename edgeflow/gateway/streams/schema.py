@@ -96,15 +96,16 @@ STREAM: dict = {
         "error": {"type": "string", "nullable": True, "description": "Why its last activation failed."},
         "created_at": _DATE, "updated_at": _DATE}}
 ERROR: dict = {"type": "object", "required": ["error", "status"],
-               "properties": {"error": {"type": "string", "description": "One line: what is wrong and where."},
+               "properties": {"error": {"type": "string",
+                                        "description": "One line: what is wrong and where."},
                               "status": {"type": "integer"},
                               "field": {"type": "string", "description": "The body field it is about."}}}
 
 
 # -- checking ------------------------------------------------------------------------------------------------
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
-_KIND_TEXT = {"object": "a JSON object", "array": "an array", "string": "a string", "boolean": "true or false",
-              "integer": "an integer", "number": "a number"}
+_KIND_TEXT = {"object": "a JSON object", "array": "an array", "string": "a string",
+              "boolean": "true or false", "integer": "an integer", "number": "a number"}
 
 
 def _is(kind: str, value: Any) -> bool:
@@ -226,7 +227,7 @@ def _kind_phrase(schema: dict) -> str:
     return text
 
 
-# -- the OpenAPI description ------------------------------------------------------------------------------------
+# -- the OpenAPI description ---------------------------------------------------------------------------------
 def _error(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/"
                                                                                            "schemas/Error"}}}}
@@ -258,7 +259,8 @@ _BY_ID = ("getStream", "updateStream", "deleteStream", "activateStream", "deacti
 def _links(response: dict) -> dict:
     """A created stream's response with a link to each operation on its id (clients and tools follow them)."""
     for answer in response.values():
-        answer["links"] = {op: {"operationId": op, "parameters": {"id": "$response.body#/id"}} for op in _BY_ID}
+        answer["links"] = {op: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
+                           for op in _BY_ID}
     return response
 
 

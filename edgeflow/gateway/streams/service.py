@@ -407,7 +407,7 @@ class StreamService:
                 topic.cache.clear()
                 topic.expected = False
 
-    # -- at start ----------------------------------------------------------------------------------------------
+    # -- at start --------------------------------------------------------------------------------------------
     async def _restore(self) -> None:
         """Activate again every stream stored active (see the module docstring)."""
         delay = STORE_RETRY[0]

@@ -132,7 +132,7 @@ class Store:
         self.where = where                       # the database as messages name it (no password)
         self._conn: Any = None
 
-    # -- connection (subclasses) -------------------------------------------------------------------------------
+    # -- connection (subclasses) -----------------------------------------------------------------------------
     def _connect(self) -> Any:
         raise NotImplementedError
 
@@ -143,7 +143,7 @@ class Store:
     def _errors(self) -> tuple[type[BaseException], ...]:
         raise NotImplementedError
 
-    # -- life --------------------------------------------------------------------------------------------------
+    # -- life ------------------------------------------------------------------------------------------------
     def open(self) -> "Store":
         """Connect and bring the schema up to date.
 
@@ -176,7 +176,7 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- schema ------------------------------------------------------------------------------------------------
+    # -- schema ----------------------------------------------------------------------------------------------
     def schema_version(self) -> int:
         """The version the database is at (0: no EdgeFlow table yet)."""
         cur = self._conn.cursor()
@@ -226,7 +226,7 @@ class Store:
             cur.close()
         return applied
 
-    # -- rows --------------------------------------------------------------------------------------------------
+    # -- rows ------------------------------------------------------------------------------------------------
     def list(self) -> list[StreamRecord]:
         """This app's streams, oldest first."""
         rows = self._query(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE app = ? ORDER BY created_at, id",
@@ -274,7 +274,7 @@ class Store:
         total, active = rows[0]
         return int(total or 0), int(active or 0)
 
-    # -- helpers -----------------------------------------------------------------------------------------------
+    # -- helpers ---------------------------------------------------------------------------------------------
     def _sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
 
@@ -426,9 +426,11 @@ def store_for(app: str) -> Store:
         # SQLAlchemy's form: sqlite:///relative/file, sqlite:////absolute/file
         path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)[1:]
         if not path:
-            raise ConfigError(f"$EDGEFLOW_DB_URL={redact(url)!r}: names no file (sqlite:////path/file.sqlite3)")
+            raise ConfigError(f"$EDGEFLOW_DB_URL={redact(url)!r}: names no file "
+                              "(sqlite:////path/file.sqlite3)")
         return SqliteStore(app, Path(path).expanduser())
-    raise ConfigError(f"$EDGEFLOW_DB_URL={redact(url)!r}: unknown scheme {scheme + '://' if scheme else '(none)'}"
+    shown = scheme + "://" if scheme else "(none)"
+    raise ConfigError(f"$EDGEFLOW_DB_URL={redact(url)!r}: unknown scheme {shown}"
                       " (expected postgresql://user:pass@host/db or sqlite:////path/file.sqlite3)")
 
 

@@ -65,7 +65,8 @@ class LiveApp:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"the gateway did not answer within {START_TIMEOUT:g} s: {self.log_tail()}")
+                raise AssertionError(f"the gateway did not answer within {START_TIMEOUT:g} s: "
+                                     f"{self.log_tail()}")
             time.sleep(0.05)               # polling: the app offers nothing to await from here
 
     def stop(self, timeout: float = 30.0) -> int:
@@ -121,7 +122,7 @@ class LiveApp:
         assert got == status, f"{method} {path}: {got} {answer}"
         return answer
 
-    # -- what the processes noted ------------------------------------------------------------------------------
+    # -- what the processes noted ----------------------------------------------------------------------------
     def pids(self) -> dict[str, int]:
         """Node name -> pid of its latest start (each node notes ``pid <name> <pid>``)."""
         return {p[1]: int(p[2]) for p in (line.split() for line in read_lines(self.out)) if p[0] == "pid"}
@@ -168,7 +169,8 @@ async def _watch(url: str, frames: int, timeout: float, token: str | None) -> tu
             deadline = time.monotonic() + timeout
             while len(images) < frames:
                 left = deadline - time.monotonic()
-                assert left > 0, f"{len(images)} of {frames} frames within {timeout:g} s ({len(metrics)} metrics)"
+                assert left > 0, \
+                    f"{len(images)} of {frames} frames within {timeout:g} s ({len(metrics)} metrics)"
                 msg = await ws.receive(timeout=left)
                 if msg.type == aiohttp.WSMsgType.BINARY:
                     images.append((time.monotonic(), msg.data))

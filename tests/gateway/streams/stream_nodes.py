@@ -3,7 +3,8 @@
 ``Synthetic`` is the stream source (any producer class can be): ``url="synthetic://<level>"`` paints frames
 grey ``level`` with the frame number in a corner; ``Annotate`` is the worker: it marks the top-left block
 white (so a frame that went through it is told apart) and reports its ``params["threshold"]`` as a gauge and
-its frames as a counter (``extra["user_metrics"]``). Both note ``pid <name> <pid>`` in ``out`` when they start.
+its frames as a counter (``extra["user_metrics"]``). Both note ``pid <name> <pid>`` in ``out`` when they
+start.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class Annotate(ConsumerNode):
         params = options.get("params") or {}
         threshold = params.get("threshold", 0)
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise ConfigError(f"node '{name}': option 'params': threshold must be a number, got {threshold!r}")
+            raise ConfigError(f"node '{name}': option 'params': threshold must be a number, "
+                              f"got {threshold!r}")
 
     def setup(self):
         append(self.out, f"pid {self.name} {os.getpid()}")

@@ -62,8 +62,10 @@ async def test_bodies_are_checked_with_one_line_naming_the_field(tmp_path):
             assert answer.get("field") == field and answer["status"] == status, (body, answer)
         raw_cases = [(b"{bad", "application/json", 400, "the body is not JSON"),
                      (b"", "application/json", 400, "the body is empty"),
-                     (b'{"name": "x", "url": "u", "threshold": NaN}', "application/json", 400, "NaN is not JSON"),
-                     (b'{"name": "x", "url": "u", "threshold": 1e999}', "application/json", 400, "out of range"),
+                     (b'{"name": "x", "url": "u", "threshold": NaN}', "application/json", 400,
+                      "NaN is not JSON"),
+                     (b'{"name": "x", "url": "u", "threshold": 1e999}', "application/json", 400,
+                      "out of range"),
                      (b"\xff\xfe", "application/json", 400, "not UTF-8"),
                      (b"[" * 50000, "application/json", 400, "nested too deeply"),
                      (b'{"name": "\\ud800", "url": "u"}', "application/json", 422, "lone surrogate"),
@@ -110,7 +112,8 @@ async def test_the_seeds_body_is_stored_and_answered_in_both_shapes(tmp_path):
         assert changed["name"] == "gate-3b" and changed["created_at"] == created["created_at"]
         resp = await client.put(f"/api/streams/{sid}", json={"params": {"k": 1}, "url": "rtsp://other"})
         changed = await resp.json()
-        assert changed["params"] == {"k": 1} and changed["grid_size"] is None and changed["url"] == "rtsp://other"
+        assert changed["params"] == {"k": 1} and changed["grid_size"] is None
+        assert changed["url"] == "rtsp://other"
         assert await (await client.get("/api/streams")).json() == [await (await client.get(
             f"/api/streams/{sid}")).json()]
         resp = await client.put(f"/api/streams/{sid}", json={"nmae": "x"})
@@ -148,9 +151,9 @@ async def test_unknown_ids_answer_404():
 async def test_the_token_guards_the_api_but_not_health_nor_the_description():
     interface = WebInterface(port=0, token="s3cret")
     async with client_for(StaticRuntime("tok"), interface=interface) as (client, _):
-        for method, path in (("GET", "/api/streams"), ("POST", "/api/streams"), ("PUT", f"/api/streams/{uuid.uuid4()}"),
-                             ("DELETE", f"/api/streams/{uuid.uuid4()}"), ("GET", "/ws/frames?stream_id=x"),
-                             ("POST", f"/api/streams/{uuid.uuid4()}/activate")):
+        one = f"/api/streams/{uuid.uuid4()}"
+        for method, path in (("GET", "/api/streams"), ("POST", "/api/streams"), ("PUT", one), ("DELETE", one),
+                             ("GET", "/ws/frames?stream_id=x"), ("POST", f"{one}/activate")):
             resp = await client.request(method, path, json=seed_body() if method != "GET" else None)
             assert resp.status == 401, (method, path)
         for path in ("/health", "/api/openapi.json", "/api/docs", "/static/apidocs.js", "/static/streams.js"):
@@ -192,7 +195,7 @@ async def test_the_description_is_the_schema_the_server_checks():
         assert "https://" not in (STATIC / "apidocs.js").read_text()
 
 
-# -- /ws/frames with a real hub --------------------------------------------------------------------------------
+# -- /ws/frames with a real hub ------------------------------------------------------------------------------
 class StreamsRuntime(StaticRuntime):
     """A runtime stand-in whose statistics say which streams run (the hub is fed by the test)."""
 
@@ -263,7 +266,7 @@ async def test_ws_frames_sends_the_streams_jpegs_and_metrics_every_second():
         await ws.close()
 
 
-# -- /metrics ------------------------------------------------------------------------------------------------------
+# -- /metrics ------------------------------------------------------------------------------------------------
 def parse_metrics(text: str) -> dict:
     """{(name, frozenset(labels)): value} of a Prometheus text exposition."""
     from prometheus_client.parser import text_string_to_metric_families

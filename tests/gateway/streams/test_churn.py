@@ -72,7 +72,8 @@ def test_churning_streams_leak_nothing_and_do_not_slow_the_others(app, tmp_path,
         during = rate_windows(None, cycle_all)
         took = time.monotonic() - t0
         assert len(during) >= 3, (during, took)
-        assert min(during) >= 0.9 * normal, f"steady rate {min(during):.1f} fps < 0.9 x {normal:.1f} ({during})"
+        assert min(during) >= 0.9 * normal, \
+            f"steady rate {min(during):.1f} fps < 0.9 x {normal:.1f} ({during})"
 
         assert started() == CHURNING * CYCLES
         for sid in churn:

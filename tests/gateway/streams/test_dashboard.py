@@ -52,7 +52,8 @@ def test_a_stream_added_from_the_dashboard_shows_its_live_frames(app, tmp_path):
         states, errors = asyncio.run(asyncio.wait_for(_drive(port, live), 90))
         assert live.ok("GET", "/api/streams") == []                 # deleted from the page
     # no script error, no CSP violation: only the browser's note of the refused stream's 400
-    assert errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"], errors
+    assert errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"], \
+        errors
     empty, added, bad, stopped, gone = states
     assert empty["section"] and empty["rows"] == [] and empty["tile"] is None   # the app has a template
     assert added["tile"]["id"] == added["rowId"] and added["tile"]["frames"] >= 3
@@ -137,11 +138,13 @@ async def _docs(port: int, live: LiveApp):
           const value = JSON.parse(body.value); value.is_active = false; body.value = JSON.stringify(value);
           op.querySelector('form.try button').click();
         })()""")
-        await page.wait_for("document.querySelector('[data-operation=createStream] .try-result').dataset.status")
+        result = "document.querySelector('[data-operation=createStream] .try-result')"
+        await page.wait_for(f"{result}.dataset.status")
         found = json.loads(await page.evaluate("""JSON.stringify({
           operations: [...document.querySelectorAll('.op')].map(o => o.dataset.operation),
           schemas: [...document.querySelectorAll('.schema')].map(s => s.dataset.schema),
-          createFields: [...document.querySelectorAll('[data-schema=StreamCreate] td code')].map(c => c.textContent),
+          createFields: [...document.querySelectorAll('[data-schema=StreamCreate] td code')]
+            .map(c => c.textContent),
           status: document.querySelector('[data-operation=createStream] .try-result').dataset.status,
           result: document.querySelector('[data-operation=createStream] .try-result').textContent})"""))
         return found, list(page.errors)

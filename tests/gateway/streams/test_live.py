@@ -104,8 +104,8 @@ def test_every_route_against_a_running_app(app, tmp_path, backend, state_dir):
         # refused with a reason, and nothing changes
         status, answer = live.call("POST", "/api/streams", seed_body(rtsp_url="rtsp://cam", is_active=True))
         assert status == 400 and "option 'url': expected synthetic://" in answer["error"], answer
-        status, answer = live.call("POST", "/api/streams", {"name": "p", "url": "synthetic://1",
-                                                            "params": {"threshold": "high"}, "is_active": True})
+        bad_params = {"name": "p", "url": "synthetic://1", "is_active": True, "params": {"threshold": "high"}}
+        status, answer = live.call("POST", "/api/streams", bad_params)
         assert status == 400 and "option 'params': threshold must be a number" in answer["error"], answer
         idle = live.ok("POST", "/api/streams", {"name": "idle", "url": "rtsp://cam"}, 201)
         status, answer = live.call("POST", f"/api/streams/{idle['id']}/activate")
@@ -139,8 +139,8 @@ def test_every_route_against_a_running_app(app, tmp_path, backend, state_dir):
 def test_streams_outlive_a_restart_of_the_app(app, tmp_path, backend, state_dir):
     live = LiveApp(tmp_path / "run", app).start()
     try:
-        on = live.ok("POST", "/api/streams", {"name": "on", "url": "synthetic://50", "params": {"threshold": 3},
-                                              "is_active": True}, 201)
+        on = live.ok("POST", "/api/streams", {"name": "on", "url": "synthetic://50", "is_active": True,
+                                              "params": {"threshold": 3}}, 201)
         off = live.ok("POST", "/api/streams", {"name": "off", "url": "synthetic://90"}, 201)
         level_frames(live, on["id"], 50)
         before = live.ok("GET", "/api/streams")

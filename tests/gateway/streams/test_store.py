@@ -15,8 +15,8 @@ import pytest
 from edgeflow.config import state_dir
 from edgeflow.errors import ConfigError
 from edgeflow.gateway.streams import store as stores
-from edgeflow.gateway.streams.store import (LATEST, MIGRATIONS, TABLE, VERSION_TABLE, PostgresStore, SqliteStore,
-                                            StoreError, StreamRecord, store_for)
+from edgeflow.gateway.streams.store import (LATEST, MIGRATIONS, TABLE, VERSION_TABLE, PostgresStore,
+                                            SqliteStore, StoreError, StreamRecord, store_for)
 
 
 def rows(store, sql: str) -> list[tuple]:
@@ -98,8 +98,10 @@ def test_a_failed_migration_leaves_the_old_schema(backend, monkeypatch):
     monkeypatch.setattr(stores, "LATEST", LATEST)
     with store_for("fail").open() as store:
         assert store.schema_version() == LATEST
-        tables = rows(store, "SELECT name FROM sqlite_master WHERE type = 'table'") if backend == "sqlite" else \
-            rows(store, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        if backend == "sqlite":
+            tables = rows(store, "SELECT name FROM sqlite_master WHERE type = 'table'")
+        else:
+            tables = rows(store, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         assert f"{TABLE}_new" not in {t for (t,) in tables}          # its first statement was rolled back
 
 
