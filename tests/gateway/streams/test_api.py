@@ -214,6 +214,7 @@ class StreamsRuntime(StaticRuntime):
         self.stats["streams"].pop(stream_id, None)
 
 
+@pytest.mark.slow
 @run_async
 async def test_ws_frames_sends_the_streams_jpegs_and_metrics_every_second():
     runtime = StreamsRuntime("ws")
