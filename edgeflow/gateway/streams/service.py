@@ -246,6 +246,7 @@ class StreamService:
 
     async def update(self, stream_id: str, changes: dict) -> dict:
         """Change a stream's name, url, params and/or activity; live when it is active (module docstring)."""
+        await self.record(stream_id)              # 404 before a lock (or a file) is made for an unknown id
         store = await self.store()
         async with self._lock(stream_id):
             old = await self.record(stream_id)
@@ -269,6 +270,7 @@ class StreamService:
 
     async def delete(self, stream_id: str) -> None:
         """Remove a stream, deactivating it first (its workers stop, its rings go)."""
+        await self.record(stream_id)              # 404 before a lock (or a file) is made for an unknown id
         store = await self.store()
         async with self._lock(stream_id):
             record = await self.record(stream_id)
@@ -282,6 +284,7 @@ class StreamService:
 
     async def activate(self, stream_id: str) -> dict:
         """Activate a stored stream (its source and workers start)."""
+        await self.record(stream_id)              # 404 before a lock (or a file) is made for an unknown id
         store = await self.store()
         async with self._lock(stream_id):
             record = await self.record(stream_id)
@@ -293,6 +296,7 @@ class StreamService:
 
     async def deactivate(self, stream_id: str) -> dict:
         """Deactivate a stored stream (its source and workers stop, their rings are removed)."""
+        await self.record(stream_id)              # 404 before a lock (or a file) is made for an unknown id
         store = await self.store()
         async with self._lock(stream_id):
             record = await self.record(stream_id)

@@ -14,6 +14,7 @@ from aiohttp import WSMsgType
 
 from edgeflow.gateway.routes import STATIC
 from edgeflow.gateway.streams import schema
+from edgeflow.gateway.streams.api import SERVICE
 from edgeflow.nodes.gateway.interfaces.web import WebInterface
 
 from ..helpers import StaticRuntime, client_for, decode, frame, level_of, run_async, wait_for
@@ -131,9 +132,14 @@ async def test_the_seeds_body_is_stored_and_answered_in_both_shapes(tmp_path):
 
 
 @run_async
-async def test_unknown_ids_answer_404():
+async def test_unknown_ids_answer_404(tmp_path):
     async with client_for(StaticRuntime("ids")) as (client, _):
+        for method in ("GET", "PUT", "DELETE"):
+            resp = await client.request(method, f"/api/streams/{uuid.uuid4()}", json={"name": "x"})
+            assert resp.status == 404
+        assert not (tmp_path / "state" / "ids.sqlite3").exists()            # no store made for nothing
         await client.post("/api/streams", json=seed_body())              # a store with something in it
+        service = client.app[SERVICE]
         for sid in (str(uuid.uuid4()), "not-a-uuid", "x" * 300):
             for method, path in (("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/activate"),
                                  ("POST", "/deactivate")):
@@ -141,6 +147,8 @@ async def test_unknown_ids_answer_404():
                                             json={"name": "x"} if method == "PUT" else None)
                 answer = await resp.json()
                 assert resp.status == 404 and answer["error"].startswith("unknown stream"), (method, path)
+        stored = {s["id"] for s in await (await client.get("/api/streams")).json()}
+        assert set(service._locks) <= stored, "no lock kept for an id nobody stored"
         resp = await client.get("/ws/frames", params={"stream_id": str(uuid.uuid4())})
         assert resp.status == 404
         resp = await client.get("/ws/frames")
