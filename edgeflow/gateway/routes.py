@@ -126,9 +126,14 @@ class Views:
         return bool(self._call("ready", False))
 
     def connections_down(self) -> list[str]:
-        """``node: target state (error)`` for every connector connection that is not up (empty: all up)."""
+        """``node: target state (error)`` for every connector connection that is not up (empty: all up).
+
+        A stream's nodes do not count: one camera lost out of a fleet must not take the platform (and its stream
+        API) out of service; each stream's state is in /api/streams and /metrics."""
         out = []
         for name, node in sorted((self.statistics().get("nodes") or {}).items()):
+            if node.get("stream_id"):
+                continue
             if node.get("connections_pending"):
                 out.append(f"node '{name}': starting (its connection state has not arrived yet)")
             for target, conn in sorted(((node.get("extra") or {}).get("connections") or {}).items()):

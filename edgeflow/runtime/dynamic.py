@@ -292,6 +292,11 @@ class Dynamic:
         if not isinstance(params, dict):
             raise ConfigError(f"stream {stream_id!r}: params must be a JSON object, got {type(params).__name__}")
         sup, workers = self.sup, info["nodes"][1:]
+        for name in workers:                  # the worker classes' own checks, as at activation: 400, no change
+            spec = sup.graph.node(name)
+            check = getattr(spec.load_class(), "check_options", None)
+            if check is not None:
+                check(name, {**spec.config, "params": dict(params)})
         specs = [dataclasses.replace(s, options={**s.options, "params": dict(params)},
                                      config={**s.config, "params": dict(params)})
                  if s.name in workers else s for s in sup.graph.nodes]

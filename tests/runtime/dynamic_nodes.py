@@ -44,6 +44,11 @@ class Scale(ConsumerNode):
     params: dict = {}
     out = None
 
+    @classmethod
+    def check_options(cls, name, options):
+        if (options.get("params") or {}).get("k") == "unchecked":
+            raise ConfigError(f"node '{name}': option 'params': k must be a number")
+
     def setup(self):
         append(self.out, f"pid {self.name} {os.getpid()}")
 

@@ -182,6 +182,12 @@ def test_stream_operations_refuse_bad_input_and_leave_the_app_running(app, tmp_p
         assert running.streams.list() == {}
         running.streams.activate("s", "1", {"k": 2})
         wait_for(lambda: seen(out, "stream-s-scale"), 10, "frames")
+        with pytest.raises(ConfigError, match="node 'stream-s-scale': option 'params': k must be a number"):
+            running.streams.update("s", {"k": "unchecked"})        # the class's check: nothing changes
+        assert running.streams.list()["s"]["params"] == {"k": 2}
+        with pytest.raises(ConfigError, match="option 'params'"):
+            running.streams.activate("t", "1", {"k": "unchecked"})
+        assert "t" not in running.streams.list()
         running.streams.update("s", {"k": "refuse"})               # the worker refuses: old params stay
         wait_for(lambda: "on_params" in (running.statistics()["nodes"]["stream-s-scale"]["last_error"] or ""),
                  10, "the refusal in the statistics")

@@ -111,7 +111,7 @@ def test_secrets_are_masked_wherever_settings_are_shown(clean, monkeypatch):
     shown = json.dumps(settings.effective()) + repr(settings) + repr(settings.resolve("REDIS_PASSWORD"))
     assert "secret" not in shown and shown.count("***") >= 4
     assert {s.name for s in SETTINGS if s.secret} == {"EDGEFLOW_GATEWAY_TOKEN", "REDIS_PASSWORD", "REDIS_URL",
-                                                      "DATA_REDIS_URL"}
+                                                      "DATA_REDIS_URL", "EDGEFLOW_DB_URL"}
 
 
 def test_every_edgeflow_variable_the_code_reads_is_a_setting():

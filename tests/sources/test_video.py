@@ -393,6 +393,41 @@ def test_readyz_and_metrics_of_a_gateway_follow_the_source(app, rtsp):
         assert running.wait(10) == 0
 
 
+def _get(port: int, path: str) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.read().decode()
+    except OSError:
+        return ""
+
+
+def _status(port: int) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def test_a_streams_lost_camera_does_not_make_the_platform_unready(app, rtsp):
+    """One camera of a fleet away must not take the gateway (and its stream API) out of service: the stream's
+    own state says it, /readyz does not."""
+    port = free_port()
+    ef = EdgeApp(app)
+    ef.node(nodes.WebGateway, name="gateway", port=port)
+    ef.streams(source=VideoSource, to="gateway", source_options={"reconnect_min": 0.2, "reconnect_max": 0.5})
+    with ef.start() as running:
+        running.streams.activate("far", rtsp.url, {})          # the server is not started: connecting
+        wait_for(lambda: running.streams.list()["far"]["source_state"] == "connecting", 30, "connecting")
+        down = 'edgeflow_connector_up{node="stream-far-source"'
+        wait_for(lambda: down in _get(port, "/metrics"), 30, "the gateway to know the stream's source is away")
+        assert _status(port) == 200 and running.streams.list()["far"]["source_state"] == "connecting"
+        running.stop()
+        assert running.wait(10) == 0
+
+
 # -- the configuration layer, stream templates, the example ---------------------------------------------
 
 def test_a_pipeline_file_names_it_class_video_source(app, tmp_path, direct):
