@@ -183,3 +183,12 @@ def set_rtsp_transport(transport: str | None) -> None:
     if "rtsp_transport" not in current:
         parts = (current, f"rtsp_transport;{transport}")
         os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "|".join(p for p in parts if p)
+
+
+def set_probe_time(seconds: float) -> None:
+    """Let FFmpeg read at most ``seconds`` of a network stream to learn its format (``analyzeduration``) before
+    the first frame, unless the user set it in ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` (read at each open)."""
+    current = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS", "")
+    if "analyzeduration" not in current:
+        parts = (current, f"analyzeduration;{int(seconds * 1e6)}")
+        os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "|".join(p for p in parts if p)
