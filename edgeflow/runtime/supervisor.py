@@ -202,6 +202,8 @@ class Supervisor:
             rep.process.join(max(0.0, deadline - time.monotonic()))
         for rep in every:
             self._reap(rep, kill=True)
+        if self._forkserver is not None:
+            _stop_forkserver()
         left = shm.sweep_app(self.app)
         if left:
             log.debug("removed %d shared-memory segments of app %s", len(left), self.app)
@@ -397,6 +399,16 @@ class Supervisor:
             mark_t, mark_n = now, frames
         self._edge_marks[key] = (mark_t, mark_n, fps)
         return fps
+
+
+def _stop_forkserver() -> None:
+    """Stop the forkserver the streams' processes came from (an embedding program, e.g. robotics code calling
+    ``app.start()``, keeps no idle child of ours after ``stop()``); the next stream starts a new one.
+    ``ForkServer._stop`` is CPython's own (its tests use it); without it the server ends with this process."""
+    from multiprocessing import forkserver
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if stop is not None:
+        stop()
 
 
 def _reports_connections(spec) -> bool:

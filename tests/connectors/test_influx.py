@@ -109,11 +109,12 @@ def test_a_batch_closes_at_batch_size_points(app, influxdb):
 
 def test_a_batch_closes_when_batch_ms_old(app, influxdb):
     """Frames 50 ms apart: with batch_ms=10 a batch is written by the next frame or idle() at the latest (one
-    or two frames a write); with the default 1000 ms all six would go in one write at the end."""
+    or two frames a write, more when a loaded machine delays the node); with the default 1000 ms all six would
+    go in one write at the end."""
     influxdb.create_database(app)
     code, stats = run(app, dict(url=influxdb.url, database=app, measurement="m", batch_ms=10), count=6, fps=20)
     assert code == 0
-    assert 3 <= events(stats)["writes"] <= 6 and events(stats)["points"] == 6
+    assert 2 <= events(stats)["writes"] <= 6 and events(stats)["points"] == 6
 
 
 def test_escaping_round_trips(app, influxdb):
