@@ -130,6 +130,8 @@ class RingReader:
 
     def writer_status(self) -> str:
         """'none', 'running', 'closed' or 'dead'."""
+    def writer_state(self) -> str:
+        """'none', 'running' or 'closed' as the writer last said (no liveness check)."""
 
     def ring_id(self) -> int:
         """Identity of the ring instance (a ring re-created after a clean close has another)."""

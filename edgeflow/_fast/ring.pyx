@@ -1419,6 +1419,15 @@ cdef class RingReader:
             return "closed"
         return "running" if _alive(self.ctl.writer_pid, self.ctl.writer_start) else "dead"
 
+    def writer_state(self):
+        """'none', 'running' or 'closed' as the writer last said, without asking whether a 'running' writer
+        is still alive (writer_status does: a read of /proc, which an idle reader should not do every time)."""
+        self._check_open()
+        cdef uint32_t state = ef_load32_acq(&self.ctl.writer_state)
+        if state == EF_WRITER_NONE:
+            return "none"
+        return "closed" if state == EF_WRITER_CLOSED else "running"
+
     def ring_id(self):
         """Identity of the ring instance this reader is attached to."""
         self._check_open()

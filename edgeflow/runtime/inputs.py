@@ -98,8 +98,11 @@ class InputSet:
     def _check_writers(self, active: list[Input]) -> None:
         """Mark inputs whose writer closed (or never came, when the supervisor said the source is done)."""
         for inp in active:
-            status = inp.sub.writer_status()
-            if status == "closed" or (status in ("none", "dead") and inp.source in self._done_sources):
+            # whether a writer died matters only once the supervisor said its node is done (a dead one is
+            # otherwise restarted and takes the ring over): an idle reader skips the /proc read till then
+            done = inp.source in self._done_sources
+            status = inp.sub.writer_status() if done else inp.sub.writer_state()
+            if status == "closed" or (status in ("none", "dead") and done):
                 frame = inp.sub.recv_nowait()          # published just before it closed?
                 if frame is None:
                     inp.finished = True

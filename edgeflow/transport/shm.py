@@ -475,6 +475,11 @@ class Subscriber(OwnedResource):
         """'none' (no publisher yet), 'running', 'closed' or 'dead'."""
         return self._reader_or_raise().writer_status()
 
+    def writer_state(self) -> str:
+        """'none', 'running' or 'closed' as the publisher last said: no check that a running one is alive
+        (cheap; ``writer_status`` reads /proc for that)."""
+        return self._reader_or_raise().writer_state()
+
     def statistics(self) -> SubscriberStats:
         """A snapshot of this subscriber."""
         s = self._reader_or_raise().statistics()
