@@ -132,15 +132,5 @@ def fragment(template: StreamTemplate, app: str, stream_id: str, url: Any, param
     return part
 
 
-def stream_of(name: str, streams: Mapping[str, Any]) -> str | None:
-    """The id of the active stream a node belongs to, or None."""
-    if not name.startswith(STREAM_PREFIX):
-        return None
-    for stream_id, info in streams.items():
-        if name in info.get("nodes", ()):
-            return stream_id
-    return None
-
-
 def _class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"

@@ -50,7 +50,6 @@ class _Retiring:
     topics: list
     deadline: float
     future: concurrent.futures.Future
-    killed: bool = False
     groups: list = dataclasses.field(default_factory=list)    # (topic, group) to drop from rings that stay
     reaped: bool = False
 
@@ -183,7 +182,6 @@ class Dynamic:
             for rep in r.replicas:                       # did not stop in time: as at the end of a run
                 if rep.process is not None and rep.process.is_alive():
                     rep.process.kill()
-            r.killed = True
         if not r.reaped:
             for rep in r.replicas:
                 self.sup._reap(rep, kill=True)
@@ -325,7 +323,7 @@ class Dynamic:
                 state = "failed"
             elif all(s == "finished" for s in states):
                 state = "finished"
-            elif any(s in ("restarting",) for s in states):
+            elif "restarting" in states:
                 state = "restarting"
             else:
                 state = "running"

@@ -59,8 +59,10 @@ class NodeMetrics:
         counters[name] = counters.get(name, 0) + n
 
     def _user(self, kind: str) -> dict:
-        user = self.extra.setdefault("user_metrics", {"gauges": {}, "counters": {}})
-        return user.setdefault(kind, {})
+        user = self.extra.get("user_metrics")       # called per frame: no new dicts once they exist
+        if user is None:
+            user = self.extra["user_metrics"] = {"gauges": {}, "counters": {}}
+        return user[kind]
 
     def received(self, label: str) -> None:
         """One frame arrived on input ``label``."""
