@@ -387,6 +387,27 @@ def _decode_array(header: dict, codec: str, payload: Any, limit: int) -> np.ndar
     return np.frombuffer(payload, dtype=dtype).reshape(shape)
 
 
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+
+
+def compact_json(obj: Any, default: Any = None, allow_nan: bool = True, check_circular: bool = True) -> str:
+    """``json.dumps(obj, separators=(",", ":"), ...)`` without building a JSONEncoder per call: half the
+    time of ``json.dumps`` for a frame's small meta, which every frame writes. Without ``check_circular`` a
+    circular structure raises RecursionError."""
+    if _C_ENCODER is None or isinstance(obj, str):           # no C accelerator (or a bare string): plainly
+        return json.dumps(obj, separators=(",", ":"), default=default, allow_nan=allow_nan,
+                          check_circular=check_circular)
+    chunks = _C_ENCODER({} if check_circular else None, default or _no_default,
+                        json.encoder.encode_basestring_ascii, None, ":", ",", False, False, allow_nan)(obj, 0)
+    return "".join(chunks)
+
+
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+
+
 def encode_meta(topic: str, meta: dict | None, limit: int = MAX_META_BYTES, where: str = "") -> bytes:
     """A frame's meta as compact JSON (b"" when empty), the same on every transport.
 
@@ -398,9 +419,11 @@ def encode_meta(topic: str, meta: dict | None, limit: int = MAX_META_BYTES, wher
     if not isinstance(meta, dict):
         raise TypeError(f"{topic}: meta must be a dict, not {type(meta).__name__}")
     try:
-        blob = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+        blob = compact_json(meta, allow_nan=False, check_circular=False).encode()
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{topic}: meta must be a JSON-able dict ({exc})") from None
+    except RecursionError:
+        raise TypeError(f"{topic}: meta nested too deeply (or circular) to write as JSON") from None
     if len(blob) > limit:
         raise FrameTooLarge(f"{topic}: meta is {len(blob)} bytes as JSON, the limit{where} is {limit}")
     return blob

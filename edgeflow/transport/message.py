@@ -80,6 +80,7 @@ MAX_BUFFERS = 1 << 16                        #: most arrays/bytes/scalars in one
 MAX_NDIM = 32
 KEY = "__ef_buf__"
 _KEY_JSON = '"__ef_buf__"'
+_KEY_BYTES = KEY.encode()
 _PAD = bytes(ALIGN)
 
 
@@ -202,7 +203,7 @@ def encode(message: Any, where: str = "message") -> Encoded:
         buffers.append((offset, item, [kind, dtype, shape, offset, nbytes]))
 
     try:
-        text = json.dumps(message, separators=(",", ":"), default=placeholder, check_circular=True)
+        text = codecs.compact_json(message, default=placeholder)
     except RecursionError:
         raise TypeError(f"{where}: a message nested too deeply to encode") from None
     except ValueError as exc:                      # circular reference, or an int too long to write
@@ -263,8 +264,12 @@ def decode(payload: Any, where: str = "message") -> Any:
             raise ProtocolError(f"{where}: more placeholders than the {count} the prefix announces")
         return _buffer(view, start, data_len, obj[KEY], where)
 
+    header = bytes(view[PREFIX_BYTES:PREFIX_BYTES + header_len])
     try:
-        message = json.loads(bytes(view[PREFIX_BYTES:PREFIX_BYTES + header_len]), object_hook=hook)
+        if count == 0 and _KEY_BYTES not in header:     # no placeholders: the C parser alone (no hook per dict)
+            message = json.loads(header)
+        else:
+            message = json.loads(header, object_hook=hook)
     except (ValueError, RecursionError) as exc:
         if isinstance(exc, ProtocolError):
             raise

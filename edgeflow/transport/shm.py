@@ -242,6 +242,8 @@ class Publisher(OwnedResource):
 
     def _publish_message(self, writer: "_ring.RingWriter", data: Any, ts: float, blob: bytes) -> int:
         encoded = message.encode(data, self.topic)
+        if not encoded.buffers:                  # JSON only: its head is the whole encoding, one copy in
+            return writer.publish(encoded.head, _KIND_MESSAGE, b"", (), ts, blob)
         buf = writer.begin(encoded.nbytes)
         try:
             encoded.write_into(buf)
