@@ -39,6 +39,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboard": ("edgeflow.cli.logs:dashboard", "Print (or open) the gateway's dashboard URL."),
     "settings": ("edgeflow.cli.settings:settings", "Show each setting's value and where it came from."),
     "twin": ("edgeflow.cli.twin:twin", "Run a PyEdgeTwin configuration (config.yaml) as a pipeline."),
+    "record": ("edgeflow.cli.record:record", "Record topics of a running app to MCAP files (--recover repairs one)."),
+    "replay": ("edgeflow.cli.replay:replay", "Publish a recording's frames into an app's topics, with their timing."),
+    "lineage": ("edgeflow.cli.lineage:lineage", "Print the tree of frames a recorded frame came from."),
 }
 """Subcommand name -> ("module:attribute", one-line help shown by ``edgeflow --help``)."""
 

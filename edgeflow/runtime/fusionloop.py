@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
+import weakref
 
 from edgeflow.fusion import Matcher
 
@@ -131,6 +132,7 @@ def fusion_loop(runner, node) -> None:
     labels = input_labels(runner, node)
     state = FusionState(runner, node, labels)
     index_of = {label: i for i, label in enumerate(labels)}
+    ring_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()    # frame -> its ring topic, while held
     next_offset_check = time.monotonic() + 1.0
     while not runner.stopping.is_set():
         frame, inp = runner.inputs.next(0.1)
@@ -142,8 +144,9 @@ def fusion_loop(runner, node) -> None:
             continue
         runner.metrics.received(inp.label)
         received = time.time()
+        ring_of[frame] = inp.topic            # the frame id's namespace, for the set's parents (lineage)
         for matched in state.push(index_of[inp.label], frame):
-            _emit(runner, node, list(matched), received)
+            _emit(runner, node, list(matched), received, ring_of)
         if time.monotonic() >= next_offset_check:
             next_offset_check = time.monotonic() + 1.0
             state.check_offsets()
@@ -151,9 +154,10 @@ def fusion_loop(runner, node) -> None:
         runner._service()
 
 
-def _emit(runner, node, frames: list, received: float) -> None:
+def _emit(runner, node, frames: list, received: float, ring_of) -> None:
     t0 = time.perf_counter()
     first = min((f for f in frames if f is not None), key=lambda f: f.timestamp)
+    parents = [[ring_of.get(f, f.topic), f.frame_id] for f in frames if f is not None]
     node.context.current_frame = first
     try:
         result = node.process(frames)
@@ -162,6 +166,6 @@ def _emit(runner, node, frames: list, received: float) -> None:
         runner._hook_failed(exc)
         return
     try:
-        runner._deliver(result, first, received, t0)     # back-pressure waits here, the frames still held
+        runner._deliver(result, first, received, t0, parents=parents)     # back-pressure waits here, the frames still held
     finally:
         node.context.current_frame = None

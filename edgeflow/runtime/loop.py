@@ -399,7 +399,7 @@ class NodeRunner:
                 continue
             try:
                 # the input stays unreleased until its result is accepted downstream (DURABLE back-pressure)
-                self._deliver(result, frame, received, t0, origin)
+                self._deliver(result, frame, received, t0, origin, [[inp.topic, frame.frame_id]])
                 if delivered is not None:
                     delivered.mark(origin)
             finally:
@@ -423,13 +423,13 @@ class NodeRunner:
         return bool(getattr(self.job.plan, "exactly_once", False))
 
     def _deliver(self, result: Any, source: Frame | None, received: float, t0: float,
-                 origin: tuple | None = None) -> None:
+                 origin: tuple | None = None, parents: list | None = None) -> None:
         """Send what a hook returned; counts the call, its time, and an unsendable result as an error."""
         metrics = self.metrics
         metrics.calls += 1
         try:
             if self.output is not None:
-                fid = self.output.send(result, source, received, origin)
+                fid = self.output.send(result, source, received, origin, parents)
                 if fid is not None:
                     metrics.frames_out += 1
             elif source is not None:

@@ -2,8 +2,10 @@
 
 Output frames keep the capture timestamp of the frame that caused them, carry the input's meta forward (the
 node's own meta wins), and gain one hop in the trace (meta key TRACE_KEY: [node, received, sent] per hop), so
-end-to-end latency can be measured at any node, and name their origin (runtime/delivered.py), so a duplicate
-after a crash can be told from a new frame.
+end-to-end latency can be measured at any node, name their origin (runtime/delivered.py), so a duplicate
+after a crash can be told from a new frame, and name their parents (meta key PARENTS_KEY: the ring topic and
+frame id of each input frame they came from, one for a consumer, one per member of a fusion set): following
+parents from any frame back to frames without them (a producer's) is its lineage (edgeflow/record/lineage.py).
 
 Back-pressure: when a DURABLE consumer is a whole ring behind, the node's ``on_backpressure`` policy decides.
 "block" (the default) waits as long as the consumer is alive or being restarted: the ring's wait gives up every
@@ -29,6 +31,7 @@ from edgeflow.transport import message
 log = logging.getLogger("edgeflow.runtime")
 
 TRACE_KEY = "edgeflow.trace"
+PARENTS_KEY = "edgeflow.parents"  # meta: [[ring topic, frame id], ...] of the inputs a frame was made from
 MAX_HOPS = 16                     # keep meta small however long the pipeline
 WAIT_SLICE = 0.25                 # seconds of one back-pressure wait in the ring before the runtime looks up
 
@@ -74,7 +77,7 @@ def check_message(node: str, data: Any) -> None:
 
 
 def hop_meta(node: str, source: Frame | None, meta: dict | None, received: float,
-             origin: tuple | None = None) -> dict:
+             origin: tuple | None = None, parents: list | None = None) -> dict:
     """The output frame's meta: the input's meta, overridden by the node's, plus this hop in the trace and the
     origin of the input (``origin``: its [ring topic, frame id], see runtime/delivered.py).
 
@@ -84,6 +87,10 @@ def hop_meta(node: str, source: Frame | None, meta: dict | None, received: float
     out = dict(source.meta) if source is not None and source.meta else {}
     if origin is not None:
         out[ORIGIN_KEY] = [origin[0], origin[1]]
+    if parents is not None:
+        out[PARENTS_KEY] = parents
+    elif source is not None:
+        out.pop(PARENTS_KEY, None)        # the input's parents are not this frame's
     if meta:
         out.update(meta)
     trace = out.get(TRACE_KEY)
@@ -176,9 +183,11 @@ class Output:
                     return
                 since = self._wait(exc, since, getattr(remote, "backpressure_timeout", None))
 
-    def send(self, result: Any, source: Frame | None, received: float, origin: tuple | None = None) -> int | None:
+    def send(self, result: Any, source: Frame | None, received: float, origin: tuple | None = None,
+             parents: list | None = None) -> int | None:
         """Publish a hook's result; returns its frame_id, or None when there was nothing to send (or a drop
-        policy dropped it). ``origin``: the input's origin (runtime/delivered.py), carried in meta."""
+        policy dropped it). ``origin``: the input's origin (runtime/delivered.py), carried in meta;
+        ``parents``: [[ring topic, frame id], ...] of the inputs it came from (PARENTS_KEY)."""
         loan, self._loan = self._loan, None
         scratch, self._scratch = self._scratch, None
         try:
@@ -193,7 +202,7 @@ class Output:
             return None
         if timestamp is None:
             timestamp = source.timestamp if source is not None else (loan.timestamp if loan else time.time())
-        meta = hop_meta(self.node, source, meta, received, origin)
+        meta = hop_meta(self.node, source, meta, received, origin, parents)
         if loan is not None and data is loan.array:          # the node filled its loan: publish in place
             fid = loan.commit(timestamp=timestamp, meta=meta)
         else:
