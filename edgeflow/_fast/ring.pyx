@@ -1669,3 +1669,120 @@ def wait_any(list readers, timeout=None):
             ef_sub32_sc(&(<RingReader>readers[i]).ctl.readers_waiting, 1)
         if ret < 0 and errno == 38:      # ENOSYS: a kernel before 5.16
             _have_waitv = False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# peeking at a frame's descriptor without attaching (lineage: the meta of upstream frames still in their rings)
+
+cdef extern from "<fcntl.h>" nogil:
+    int O_RDONLY
+
+
+cdef _Mapping _map_readonly(str name, size_t limit, int64_t *size):
+    """Map at most the first ``limit`` bytes of segment ``name`` read-only (its size in ``size``); None when it
+    does not exist or is empty. The descriptor is closed at once: the mapping is all we keep."""
+    cdef stat st
+    cdef void *addr
+    cdef size_t length
+    cdef int fd = _open(name, O_RDONLY)
+    if fd < 0:
+        if errno == ENOENT:
+            return None
+        raise _os_error("shm_open", name, errno)
+    try:
+        if fstat(fd, &st) != 0 or st.st_size <= 0:
+            return None
+        size[0] = st.st_size
+        length = min(<size_t>st.st_size, limit)
+        # PROT_READ: this process can never write into a ring it only peeks at (nor fault pages in: no populate)
+        addr = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0)
+        if addr == MAP_FAILED:
+            raise _os_error("mmap", name, errno)
+    finally:
+        close(fd)
+    cdef _Mapping m = _Mapping.__new__(_Mapping)
+    m.addr = <char *>addr
+    m.length = length
+    m.name = name
+    return m
+
+
+cdef object _peek_slots(char *base, uint32_t count, uint64_t seq):
+    """(timestamp, meta) of the slot of this generation holding ``seq``, or None (see peek)."""
+    cdef ef_slot *slots = <ef_slot *>(base + ef_slots_offset())
+    cdef char *meta = base + ef_meta_offset(count)
+    cdef ef_slot *sl
+    cdef uint32_t i, dlen, mlen
+    cdef double ts
+    # Every slot is looked at, not just index[seq % count]: the writer picks the oldest free slot, so a frame
+    # may outlive the index entry a later seq took over.
+    for i in range(count):
+        sl = &slots[i]
+        if ef_load64_acq(&sl.seq) != seq:      # acquire: the descriptor and meta of seq are visible after it
+            continue
+        ts = sl.timestamp
+        dlen = sl.dtype_len
+        mlen = sl.meta_len
+        # torn values (the writer reusing the slot right now) must not send the copy out of the meta area; the
+        # re-check below throws such a copy away
+        if dlen > EF_MAX_DTYPE:
+            dlen = EF_MAX_DTYPE
+        if mlen > EF_META_AREA - dlen:
+            mlen = EF_META_AREA - dlen
+        blob = PyBytes_FromStringAndSize(meta + <uint64_t>i * EF_META_AREA + dlen, mlen)
+        # seqlock: the writer marks a slot WRITING before it touches any of its bytes, and seqs never repeat, so
+        # the slot still holding seq after the copy means the copy is seq's
+        ef_fence_sc()
+        if ef_load64_acq(&sl.seq) != seq:
+            return None
+        return (ts, blob)
+    return None
+
+
+def peek(str name, uint64_t seq):
+    """The (timestamp, meta bytes) of frame ``seq`` of ring ``name`` while a slot still holds it, else None.
+
+    Read-only: maps the ring's segments with PROT_READ, joins no group, pins nothing and takes no lock, so the
+    writer and every subscriber go on exactly as if nobody looked; the frame may be overwritten meanwhile, and
+    a copy that raced with the writer is never returned (seqlock check), None instead. None as well when the
+    ring does not exist, is being created, or ``seq`` was never published. What it maps is unmapped before it
+    returns. Raises LayoutMismatch for a segment of another layout, TransportError when a segment exists but
+    cannot be opened.
+    """
+    cdef int64_t size = 0
+    cdef ef_ctl *c
+    cdef ef_gen *h
+    cdef uint32_t n, oldest
+    if seq == EF_EMPTY_SEQ or seq == EF_WRITING:
+        return None
+    ctl = _map_readonly(name + ".ctl", sizeof(ef_ctl), &size)
+    if ctl is None or <size_t>size != sizeof(ef_ctl):
+        return None                                  # absent, or its creator has not sized it yet
+    c = <ef_ctl *>ctl.addr
+    if ef_load64_acq(&c.magic) == 0:
+        return None                                  # being created
+    _check_ctl(c, name + ".ctl", size)
+    if seq > ef_load64_acq(&c.last_seq):
+        return None
+    n = ef_load32_acq(&c.generation)
+    oldest = max(ef_load32_acq(&c.oldest_gen), 1)
+    while n >= oldest:                               # newest first: the generation whose first seq <= seq
+        gen_name = _gen_name(name, n)
+        g = _map_readonly(gen_name, ef_payload_offset(EF_MAX_SLOTS), &size)
+        if g is None or <size_t>size < EF_PAGE:
+            return None                              # retired (older ones went first) or being made
+        h = <ef_gen *>(<_Mapping>g).addr
+        if ef_load64_acq(&h.magic) != EF_GEN_MAGIC:
+            return None
+        if h.version != EF_LAYOUT_VERSION:
+            raise LayoutMismatch(f"/dev/shm/{gen_name}: not an EdgeFlow ring generation of layout "
+                                 f"{EF_LAYOUT_VERSION}")
+        if h.ring_id != c.ring_id or h.generation != n:
+            return None                              # another instance of the ring
+        if h.slot_count > EF_MAX_SLOTS or h.total_bytes != <uint64_t>size \
+                or ef_payload_offset(h.slot_count) > (<_Mapping>g).length:
+            raise LayoutMismatch(f"/dev/shm/{gen_name}: generation header does not match its size")
+        if seq >= h.first_seq:
+            return _peek_slots((<_Mapping>g).addr, h.slot_count, seq)
+        n -= 1
+    return None

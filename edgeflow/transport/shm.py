@@ -30,7 +30,8 @@ from edgeflow.transport import codecs, message
 from edgeflow.transport.base import OwnedResource
 
 __all__ = ["Publisher", "Subscriber", "Loan", "PublisherStats", "SubscriberStats", "ring_name",
-           "declare_group", "remove_topic", "sweep_app", "live_writers", "writer_status", "wait_any", "MAX_META_BYTES", "DEFAULT_APP",
+           "declare_group", "remove_topic", "sweep_app", "live_writers", "writer_status", "wait_any", "peek_meta",
+           "MAX_META_BYTES", "DEFAULT_APP",
            "DEFAULT_MAX_LAG"]
 
 MAX_META_BYTES = codecs.MAX_META_BYTES   #: JSON meta limit per frame (bytes, encoded), every transport's
@@ -541,6 +542,20 @@ def writer_status(topic: str, *, app: str | None = None) -> str:
     """The state of a topic's ring as seen from this process, without attaching: 'absent' (no such ring
     here), 'none' (no publisher yet), 'running', 'closed' or 'dead'."""
     return _ring.writer_of(ring_name(app, topic))[0]
+
+
+def peek_meta(app: str | None, topic: str, frame_id: int) -> tuple[float, dict] | None:
+    """(timestamp, meta) of frame ``frame_id`` of a topic's ring while a slot still holds it, else None (also
+    when the ring does not exist). Joins no subscriber group and pins nothing, so delivery to the topic's
+    subscribers is untouched; a frame the publisher overwrote while it was being read is None, never a mix.
+    ConfigError for a bad app or topic name."""
+    if isinstance(frame_id, bool) or not isinstance(frame_id, int) or not 0 < frame_id < 1 << 63:
+        raise ConfigError(f"{topic}: frame id {frame_id!r}: a whole number >= 1")
+    found = _ring.peek(ring_name(app, topic), frame_id)
+    if found is None:
+        return None
+    timestamp, blob = found
+    return timestamp, (json.loads(blob) if blob else {})
 
 
 def live_writers(app: str) -> list[tuple[str, int]]:
