@@ -2,7 +2,7 @@
 
 - ``McapRecorder`` (edgeflow.record.writer): write frames; chunked, compressed, rotating, crash-safe.
 - ``open_recording`` (edgeflow.record.reader): read them back as exact Frames, in capture-time order.
-- ``recover`` (edgeflow.record.recover): give a file whose recorder was killed its summary back.
+- ``recover`` (edgeflow.record.repair): give a file whose recorder was killed its summary back.
 - ``RecorderNode`` (edgeflow.record.recorder_node): a sink that records its inputs.
 
 Imports are lazy: ``import edgeflow.record`` loads neither mcap nor the compressors.
@@ -14,7 +14,7 @@ from typing import Any
 
 __all__ = ["McapRecorder", "open_recording", "Recording", "recover", "RecorderNode"]
 
-_WHERE = {"McapRecorder": "writer", "open_recording": "reader", "Recording": "reader", "recover": "recover",
+_WHERE = {"McapRecorder": "writer", "open_recording": "reader", "Recording": "reader", "recover": "repair",
           "RecorderNode": "recorder_node"}
 
 

@@ -225,7 +225,8 @@ class McapRecorder:
         self._nodes: dict[str, str] = {}
         self._files: list[str] = []
         self._frames = 0
-        self._bytes = 0              # bytes written to files
+        self._done_bytes = 0         # bytes of the files finished
+        self._chunks = 0
         self._drops = 0
         self._started = time.monotonic()
         self._closed = False
@@ -380,9 +381,8 @@ class McapRecorder:
             offsets[cid] = index_start + b.count
             MessageIndex(channel_id=cid, records=records).write(b)
         indexes = b.end()
-        before = self._bytes
         f.write_all([head, *data, indexes])
-        self._bytes = before + (f.pos - start)
+        self._chunks += 1
         f.chunk_indexes.append(ChunkIndex(
             message_start_time=chunk.start, message_end_time=chunk.end, chunk_start_offset=start,
             chunk_length=len(head) + chunk.out_bytes, message_index_offsets=offsets,
@@ -397,6 +397,7 @@ class McapRecorder:
             f.write_all([tail])
         finally:
             f.close()
+            self._done_bytes += f.pos
 
     def _fail(self, exc: OSError) -> None:
         if self.error is None:
@@ -406,8 +407,9 @@ class McapRecorder:
                           "(the file opens up to its last complete chunk)")
             log.error("%s", self.error)
         self._chunk = None
-        if self._file is not None:
+        if self._file is not None and self._file.fd >= 0:
             self._file.close()
+            self._done_bytes += self._file.pos
 
     # -- end -------------------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -423,10 +425,12 @@ class McapRecorder:
             self._fail(exc)
 
     def stats(self) -> dict:
-        """{frames, bytes (written to disk), mb_per_s (since the start), drops, files, error}."""
+        """{frames, bytes (written to disk), mb_per_s (since the start), drops, files, chunks, error}."""
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        return {"frames": self._frames, "bytes": self._bytes, "mb_per_s": self._bytes / elapsed / 1e6,
-                "drops": self._drops, "files": list(self._files), "error": self.error}
+        f = self._file
+        written = self._done_bytes + (f.pos if f is not None and f.fd >= 0 else 0)
+        return {"frames": self._frames, "bytes": written, "mb_per_s": written / elapsed / 1e6,
+                "drops": self._drops, "files": list(self._files), "chunks": self._chunks, "error": self.error}
 
     def count_drops(self, n: int) -> None:
         """Add frames lost before they reached the recorder (a subscriber that skipped) to ``drops``."""
