@@ -80,3 +80,153 @@ def test_match_topics_expands_a_node_to_its_replica_rings_and_suggests():
     assert lin.match_topics("det", ["x.r0"], {"x.r0": "det"}) == ["x.r0"]
     with pytest.raises(ConfigError, match=r"topic 'camra' is not in the recording \(did you mean 'camera'\?\)"):
         lin.match_topics("camra", topics)
+
+
+# -- end to end: a real run recorded by a RecorderNode ---------------------------------------------------------
+import numpy as np                                                    # noqa: E402
+
+from edgeflow import ConsumerNode, EdgeApp, FusionNode, ProducerNode  # noqa: E402
+
+
+class Counter(ProducerNode):
+    """Sends [n] for n = 1..count, then ends its stream."""
+    count = 20
+
+    def setup(self):
+        self.n = 0
+
+    def produce(self):
+        self.n += 1
+        if self.n > self.count:
+            raise ProducerNode.END
+        return np.array([self.n], np.int64)
+
+
+class Detector(ConsumerNode):
+    """Says which input frame (ring topic, id) it got and which replica it is."""
+
+    def process(self, data):
+        f = self.current_frame
+        return data * 10, {"det_in": f.frame_id, "det_label": f.topic, "replica": self.replica}
+
+
+class Fuse(FusionNode):
+    """Says which member frames (label, id, replica) it fused."""
+    slop = 0.05
+    queue_size = 20
+
+    def process(self, frames):
+        members = [[f.topic, f.frame_id, f.meta.get("replica")] for f in frames]
+        return np.zeros(1, np.uint8), {"fused": members}
+
+
+from edgeflow.record.recorder_node import RecorderNode  # noqa: E402
+
+
+class RingRecorder(RecorderNode):
+    """A RecorderNode that names replica rings itself while the runtime does not say which ring a frame came
+    from (``context.current_topic``, which RecorderNode uses; without it a node's replica rings are recorded
+    under the node's name, and their frame ids collide): the detector's frames say their replica in meta."""
+
+    def consume(self, data):
+        if getattr(self.context, "current_topic", None) is not None:
+            return super().consume(data)
+        frame = self.context.current_frame
+        # (the fusion's frames carry the detector's meta forward too: only the detector's own frames count)
+        ring = f"detector.r{frame.meta['replica']}" if frame.topic == "detector" else frame.topic
+        self.recorder.write(ring, frame, node=frame.topic)
+        self._check()
+
+
+def lineage_app(app, out):
+    ef = EdgeApp(app)
+    ef.node(Counter, name="camera", fps=50, count=100)   # 2 s: processes start up to ~1 s apart
+    ef.node(Counter, name="lidar", fps=25, count=50)
+    ef.node(Detector, name="detector", replicas=2)
+    ef.node(Fuse, name="fusion")
+    ef.node(RingRecorder, name="rec", path=str(out), progress_s=0)
+    ef.link("camera").to("detector")
+    ef.link("detector").to("fusion")
+    ef.link("lidar").to("fusion")
+    for node in ("camera", "lidar", "detector", "fusion"):
+        ef.link(node).to("rec")
+    return ef
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """One real run, recorded: (app, path). Shared by the tests below (a run takes ~4 s)."""
+    import os
+    app = f"t{os.getpid()}lineage"
+    out = tmp_path_factory.mktemp("lineage") / "run.mcap"
+    with lineage_app(app, out).start() as running:
+        assert running.wait(timeout=60) == 0
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"edgeflow.{app}.")]
+    return app, out
+
+
+@pytest.mark.slow
+def test_lineage_through_two_detector_replicas_and_a_fusion_is_complete_and_correct(recorded):
+    from edgeflow.record.reader import open_recording
+    app, out = recorded
+    rec = open_recording(out)
+    assert rec.app == app
+    assert rec.topics == ["camera", "detector.r0", "detector.r1", "fusion", "lidar"]
+    frames = {(t, f.frame_id): f for t, f in rec.frames()}
+    lookup = lin.from_recording(rec)
+    fused = [f for (t, _), f in frames.items() if t == "fusion"]
+    assert len(fused) >= 5, "the run fused too few sets to check"
+    replicas_seen = set()
+    for f in fused:
+        tree = lin.build("fusion", f.frame_id, lookup)
+        (det_label, det_id, det_rep), (lidar_label, lidar_id, _) = f.meta["fused"]
+        assert (det_label, lidar_label) == ("detector", "lidar")
+        det_ring = f"detector.r{det_rep}"
+        replicas_seen.add(det_ring)
+        # the fusion frame's parents are exactly the members the node fused
+        assert [(p.topic, p.frame_id) for p in tree.parents] == [(det_ring, det_id), ("lidar", lidar_id)]
+        det, lidar = tree.parents
+        assert det.found and lidar.found and det.node == "detector" and lidar.node == "lidar"
+        # the detector frame's parent is the camera frame that detector replica received
+        det_frame = frames[(det_ring, det_id)]
+        assert det_frame.meta["det_label"] == "camera" and det_frame.meta["replica"] == det_rep
+        assert [(p.topic, p.frame_id) for p in det.parents] == [("camera", det_frame.meta["det_in"])]
+        cam = det.parents[0]
+        assert cam.found and cam.node == "camera" and cam.parents == []
+        # data agrees with the chain: camera sends [n] as frame n, the detector [10 n]
+        assert int(frames[("camera", cam.frame_id)].data[0]) == cam.frame_id
+        assert int(det_frame.data[0]) == 10 * cam.frame_id
+        # timestamps: a consumer keeps its input's capture time
+        assert det.timestamp == cam.timestamp == frames[("camera", cam.frame_id)].timestamp
+        assert [(s.topic, s.node) for s in tree.sources()] == [("camera", "camera"), ("lidar", "lidar")]
+        for node in tree.walk():
+            assert node.processing_ms is not None and node.processing_ms >= 0
+        assert all(link is not None and link >= 0 for link in tree.link_ms + det.link_ms)
+    assert replicas_seen == {"detector.r0", "detector.r1"}, "both replicas should have fed the fusion"
+
+
+@pytest.mark.slow
+def test_edgeflow_lineage_command_prints_the_tree_for_each_matching_replica_ring(recorded):
+    import subprocess
+    import sys
+    from edgeflow.record.reader import open_recording
+    _, out = recorded
+    rec = open_recording(out)
+    ids = {t: {f.frame_id for tt, f in rec.frames() if tt == t} for t in ("detector.r0", "detector.r1")}
+    both = sorted(ids["detector.r0"] & ids["detector.r1"])
+    assert both, ids
+    cmd = [sys.executable, "-m", "edgeflow", "lineage", str(out), "--topic", "detector", "--frame", str(both[0])]
+    text = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == "detector: node of 2 rings: detector.r0, detector.r1 (frame ids are per ring)"
+    assert sum(line.startswith(f"detector.r0 #{both[0]}  node detector") for line in lines) == 1
+    assert sum(line.startswith(f"detector.r1 #{both[0]}  node detector") for line in lines) == 1
+    assert sum(line.startswith("└── camera #") for line in lines) == 2
+    js = subprocess.run(cmd + ["--format", "json"], capture_output=True, text=True, timeout=60)
+    doc = json.loads(js.stdout)
+    assert doc["matched"] == ["detector.r0", "detector.r1"]
+    assert [t["topic"] for t in doc["trees"]] == ["detector.r0", "detector.r1"]
+    assert all(t["parents"][0]["topic"] == "camera" and t["parents"][0]["found"] for t in doc["trees"])
+    missing = subprocess.run(cmd[:-1] + ["999999"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no frame 999999 recorded on detector.r0, detector.r1" in missing.stderr
