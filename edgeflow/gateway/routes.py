@@ -12,6 +12,7 @@
     GET /api/topics/{t}   one topic; ``value`` holds the data of a non-image payload (a dict message: the
                           newest message), ``history`` a dict-message topic's numeric fields over its last
                           messages (``?since=N``: the points after number N; ``?points=N``: the newest N)
+    GET /api/lineage/{topic}/{frame_id}   the frame's lineage tree, read from the rings (gateway/lineage.py)
     GET /metrics          Prometheus text (see metrics.py), plus the gateway's own guard figures (GuardCollector:
                           malformed HTTP requests, and the TCP ingest's connections, frames and rejections)
     POST /api/nodes/{name}/reload   a model node loads its model afresh (edgeflow.models): body
@@ -55,7 +56,7 @@ BAD_REQUESTS: web.AppKey[Any] = web.AppKey("edgeflow_bad_requests", object)   # 
 
 STATIC = Path(__file__).parent / "static"
 # served by name: no path reaches the filesystem
-STATIC_FILES = ("dashboard.js", "plot.js", "streams.js", "dashboard.css", "apidocs.js", "apidocs.css")
+STATIC_FILES = ("dashboard.js", "plot.js", "streams.js", "lineage.js", "dashboard.css", "apidocs.js", "apidocs.css")
 MAX_TOPIC = 200                                        # characters; longer names are not topics
 
 
@@ -472,5 +473,7 @@ def add_routes(app: web.Application, skip=frozenset()) -> None:
                           ("/api/status", status), ("/api/fps", fps), ("/api/graph", graph),
                           ("/api/topics", topics), ("/api/topics/{topic}", topic), ("/metrics", prometheus)):
         add_get(app, path, handler, skip)
+    from edgeflow.gateway import lineage          # it imports this module: imported here, not at the top
+    lineage.add_routes(app, skip)
     if ("POST", "/api/nodes/{name}/reload") not in skip:
         app.router.add_post("/api/nodes/{name}/reload", reload_node)     # behind the token (not an open path)

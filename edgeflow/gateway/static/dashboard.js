@@ -271,7 +271,15 @@
     if (card.bitmap) paint($("viewer-canvas"), card.bitmap);
     $("viewer").hidden = false;
     updateViewerFacts();
+    showLineage();
   }
+  function showLineage() {
+    // the lineage of the frame shown (lineage.js): where it came from, hop by hop
+    const card = viewerTopic && cards.get(viewerTopic);
+    if (card && window.EdgeFlowLineage) EdgeFlowLineage.show($("viewer-lineage"), card.name, card.info, withToken);
+  }
+  $("viewer-canvas").addEventListener("click", showLineage);
+  $("viewer-data").addEventListener("click", showLineage);
   function closeViewer() {
     viewerTopic = null;
     $("viewer").hidden = true;
