@@ -20,10 +20,13 @@ looked up. The answer (JSON)::
      "origin": ["camera", 112],
      "hops": [{"node": "camera", "received_us": ..., "sent_us": ..., "ms": 0.21, "wait_ms": null},
               {"node": "detector", "received_us": ..., "sent_us": ..., "ms": 11.9, "wait_ms": 0.4}],
-     "parents": [{"topic": "camera", "frame_id": 112, "node": "camera", ..., "parents": []}]}
+     "received_us": ..., "sent_us": ..., "processing_ms": 11.9, "age_ms": 14.2,     # the frame's own hop
+     "parents": [{"topic": "camera", "frame_id": 112, "node": "camera", ..., "link_ms": 0.4, "parents": []}]}
 
-``ms`` is the time a hop's node spent on the frame (received to sent), ``wait_ms`` the time from the previous
-hop's send to this hop's receive (the link and the queue). At most MAX_NODES frames and MAX_DEPTH levels are
+``hops`` is the frame's whole trace: ``ms`` the time a hop's node spent on the frame (received to sent),
+``wait_ms`` the time from the previous hop's send to this hop's receive (the link and the queue). The frame's
+own hop is also given with the names ``edgeflow lineage`` uses (edgeflow/record/lineage.py): ``processing_ms``,
+``age_ms`` (sent - capture time) and, on each parent read, ``link_ms`` (this hop's receive - its send). At most MAX_NODES frames and MAX_DEPTH levels are
 read (``"truncated": true`` past them); a frame reached twice (fusion sets sharing an ancestor) is expanded
 once, then listed with ``"seen": true``.
 
@@ -152,9 +155,14 @@ class _Walk:
         """The tree below one frame we have the meta of."""
         timestamp, meta = found
         trace = hops(meta)
+        own = trace[-1] if trace else None
         out = {"topic": topic, "frame_id": frame_id,
-               "node": self.rings.get(topic) or (trace[-1]["node"] if trace else None),
-               "timestamp": timestamp, "missing": False, "hops": trace, "parents": []}
+               "node": self.rings.get(topic) or (own["node"] if own else None),
+               "timestamp": timestamp, "missing": False, "hops": trace,
+               # the names edgeflow.record.lineage.to_dict uses (edgeflow lineage --json), for the frame's own hop
+               "received_us": own["received_us"] if own else None, "sent_us": own["sent_us"] if own else None,
+               "processing_ms": own["ms"] if own else None,
+               "age_ms": round((own["sent_us"] - timestamp * 1e6) / 1000, 3) if own else None, "parents": []}
         self.expanded.add((topic, frame_id))
         for parent, pid in parents_of(meta):
             stub = {"topic": parent, "frame_id": pid, "node": self.rings.get(parent)}
@@ -165,8 +173,14 @@ class _Walk:
                 out["parents"].append({**stub, "truncated": True})
             else:
                 got = self.peek(parent, pid)
-                out["parents"].append({**stub, "missing": True} if got is None
-                                      else self.node(parent, pid, got, depth + 1))
+                if got is None:
+                    out["parents"].append({**stub, "missing": True})
+                    continue
+                item = self.node(parent, pid, got, depth + 1)
+                # the link: this frame's hop received it - the parent's hop sent it (transport and queue)
+                item["link_ms"] = (round((own["received_us"] - item["sent_us"]) / 1000, 3)
+                                   if own and item["sent_us"] is not None else None)
+                out["parents"].append(item)
         return out
 
 

@@ -97,13 +97,17 @@ async def test_the_tree_of_a_fused_frame_follows_every_parent_and_marks_what_is_
             assert [h["node"] for h in tree["hops"]] == ["camera", "detector", "fusion"]
             assert [h["ms"] for h in tree["hops"]] == [1.0, 10.0, 2.0]            # in each node
             assert [h["wait_ms"] for h in tree["hops"]] == [None, 2.0, 1.0]        # since the previous send
+            assert (tree["processing_ms"], tree["received_us"], tree["sent_us"]) == (2.0, T0 + 14000, T0 + 16000)
+            assert tree["age_ms"] == round((T0 + 16000 - 103.0 * 1e6) / 1000, 3)
             det, lid, again, cam = tree["parents"]
             assert (det["topic"], det["frame_id"], det["node"], det["missing"]) == ("detector.r1", 1, "detector", False)
             assert [h["node"] for h in det["hops"]] == ["camera", "detector"]
+            assert det["processing_ms"] == 10.0 and det["link_ms"] == 1.0   # fusion got it 1 ms after its send
             (det_parent,) = det["parents"]
             assert det_parent == {"topic": "camera", "frame_id": 3, "node": "camera", "missing": True}
             assert lid["node"] == "lidar" and lid["timestamp"] == 200.0 and lid["parents"] == []
             assert lid["hops"][0]["received_us"] == lid_hop[1] and lid["hops"][0]["sent_us"] == lid_hop[2]
+            assert lid["link_ms"] == 11.5                                   # sent at 2.5 ms, fused from 14 ms
             assert again == {"topic": "detector.r1", "frame_id": 1, "node": "detector", "seen": True}
             assert cam == {"topic": "camera", "frame_id": 1, "node": "camera", "missing": True}
 
@@ -353,7 +357,7 @@ def test_clicking_the_detector_s_video_shows_the_lineage_of_its_frame(running, t
     assert root["node"] == "detector" and root["topic"] in ("detector.r0", "detector.r1") and root["depth"] == 1
     assert state["root"] == f"{root['topic']}#{root['frameId']}"
     assert camera["node"] == "camera" and camera["topic"] == "camera" and camera["depth"] == 2
-    assert camera["missing"] == "0" and " ms" in root["text"] and " ms" in camera["text"]
+    assert camera["missing"] == "0" and " ms in node" in root["text"] and " ms link on" in camera["text"]
     assert f"#{camera['frameId']}" in camera["text"] and "2 hops" in state["head"]
     if checked is not None:              # the detector's own ring still had the frame: the ids agree
         assert checked["made_from"][0] == camera["frameId"]

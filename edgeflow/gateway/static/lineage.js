@@ -38,21 +38,22 @@ window.EdgeFlowLineage = (function () {
   // a frame's own hop: the last of its trace (its node sent it)
   const ownHop = (item) => (item.hops && item.hops.length ? item.hops[item.hops.length - 1] : null);
 
-  function timing(hop) {
+  function timing(hop, link) {
     if (!hop) return "";
-    return ms(hop.ms) + " ms" + (hop.wait_ms === null || hop.wait_ms === undefined ? "" : " (+" + ms(hop.wait_ms) + " ms link)");
+    return ms(hop.ms) + " ms in node" + (link === null || link === undefined ? "" : ", " + ms(link) + " ms link on");
   }
 
-  function row(item, hop) {
+  function row(item, hop, link) {
     const li = el("li", "lin-item" + (item.missing ? " lin-missing" : ""));
     li.dataset.topic = item.topic;
     li.dataset.frameId = String(item.frame_id);
     li.dataset.node = item.node || "";
     li.dataset.missing = item.missing ? "1" : "0";
-    if (hop) { li.dataset.ms = String(hop.ms); if (hop.wait_ms !== null) li.dataset.waitMs = String(hop.wait_ms); }
+    if (hop) li.dataset.ms = String(hop.ms);
+    if (link !== null && link !== undefined) li.dataset.linkMs = String(link);
     const line = el("div", "lin-line");
     line.append(el("b", "lin-node", item.node || "?"), el("span", "lin-id", item.topic + " #" + item.frame_id));
-    if (hop) line.appendChild(el("span", "lin-ms", timing(hop)));
+    if (hop) line.appendChild(el("span", "lin-ms", timing(hop, link)));
     if (item.missing) line.appendChild(el("span", "lin-note", "no longer in its ring"));
     else if (item.seen) line.appendChild(el("span", "lin-note", "(shown above)"));
     else if (item.truncated) line.appendChild(el("span", "lin-note", "(not read: tree too large)"));
@@ -60,19 +61,20 @@ window.EdgeFlowLineage = (function () {
     return li;
   }
 
-  function tree(item) {
+  // a frame's row: the time its node took, and the link from it on to the frame made from it (none for the root)
+  function tree(item, link) {
     const hop = ownHop(item);
-    const li = row(item, hop);
+    const li = row(item, hop, link);
     const parents = item.parents || [];
     if (parents.length) {
       const ul = el("ul", "lin-tree");
       for (const p of parents) {
-        if (p.hops) ul.appendChild(tree(p));
+        if (p.hops) ul.appendChild(tree(p, p.link_ms === undefined ? null : p.link_ms));
         else {
           // a parent no ring holds any more: its hop is still in this frame's trace, just before this one's
           const hops = item.hops || [];
           const before = hops.length >= 2 && hops[hops.length - 2].node === p.node ? hops[hops.length - 2] : null;
-          ul.appendChild(row(p, before));
+          ul.appendChild(row(p, before, before ? hops[hops.length - 1].wait_ms : null));
         }
       }
       li.appendChild(ul);
@@ -89,7 +91,7 @@ window.EdgeFlowLineage = (function () {
     const ul = el("ul", "lin-tree lin-root");
     ul.style.paddingLeft = "0";
     ul.style.borderLeft = "0";
-    ul.appendChild(tree(body));
+    ul.appendChild(tree(body, null));
     box.replaceChildren(head, ul);
     if (body.truncated) box.appendChild(el("div", "lin-note", "more ancestors than one answer reads"));
     box.dataset.state = "ready";
