@@ -103,9 +103,10 @@ def run_recording(app: str, topics: list[tuple[str, str]], output: str, *, durat
     seconds or ``frames`` frames have passed, or every publisher closed; returns the recorder's stats (with
     ``drops`` counting frames the subscribers skipped too)."""
     from edgeflow.qos import QoS
-    from edgeflow.record.writer import McapRecorder
+    from edgeflow.record.writer import McapRecorder, keep_freed_memory
     from edgeflow.transport import shm
 
+    keep_freed_memory()
     stop = stop or threading.Event()
     _wait_for_rings(app, [t for t, _ in topics], wait, stop)
     rec = McapRecorder(output, app=app, **options)

@@ -331,7 +331,7 @@ def infer_json_schema(value: Any, depth: int = 0) -> dict:
         return {"type": "array", "items": infer_json_schema(value[0], depth + 1) if value else {}}
     if isinstance(value, np.ndarray):
         if value.size <= _LIST_LIMIT and value.dtype.fields is None and value.dtype.kind in "biuf":
-            item = {"type": "integer" if value.dtype.kind in "biu" else "number"}
+            item = {"type": {"b": "boolean", "f": "number"}.get(value.dtype.kind, "integer")}
             for _ in range(max(value.ndim, 1)):
                 item = {"type": "array", "items": item}
             return item

@@ -161,7 +161,7 @@ class Recording:
         with open(info.path, "rb") as f:
             if info.has_summary:
                 reader = SeekingReader(f)
-                items = reader.iter_messages(topics=names, start_time=start_ns, end_time=end_ns,
+                items = reader.iter_messages(topics=names, starting_at=start_ns, ending_before=end_ns,
                                              log_time_order=True)
                 for _schema, channel, message in items:
                     yield message.log_time, self._frame(channel, message)
@@ -173,7 +173,8 @@ class Recording:
         """A file without summary: non-seeking read, sorted within a REORDER_NS window, stopping quietly at
         the torn end."""
         reader = NonSeekingReader(f)
-        items = reader.iter_messages(topics=names, start_time=start_ns, end_time=end_ns, log_time_order=False)
+        items = reader.iter_messages(topics=names, starting_at=start_ns, ending_before=end_ns,
+                                     log_time_order=False)
         heap: list = []
         counter = itertools.count()
         try:

@@ -74,7 +74,8 @@ class RecorderNode(SinkNode):
     def setup(self) -> None:
         """Open the first file."""
         from edgeflow.config import settings
-        from edgeflow.record.writer import McapRecorder
+        from edgeflow.record.writer import McapRecorder, keep_freed_memory
+        keep_freed_memory()              # this node's process: chunk buffers reused, not re-faulted per frame
         path = str(self.config["path"]).replace("{replica}", str(self.replica))
         app = (getattr(self.context, "app", "") if self.context is not None else "") or settings.EDGEFLOW_APP
         self.recorder = McapRecorder(

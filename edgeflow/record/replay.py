@@ -5,8 +5,8 @@
 
 Timing follows the recorded log times (the frames' capture timestamps): frame ``k`` is due ``(t_k - t_0) /
 speed`` seconds after the first one, on the monotonic clock, so errors never add up. Waiting sleeps until
-SPIN_S before the due time, then spins: sleeps alone overshoot by 0.1-1 ms (more on a loaded machine), a
-spin of the last ~1.5 ms keeps the inter-frame intervals within a few hundred microseconds. ``speed="max"``
+SPIN_S before the due time, then spins: sleeps alone overshoot by 0.1-0.3 ms (p99; more on a loaded machine),
+a spin of the last 0.75 ms keeps the inter-frame intervals within a few hundred microseconds. ``speed="max"``
 publishes as fast as the rings take frames (DURABLE consumers set the pace). When playback falls behind by
 more than RESYNC_S (the rings were full, the process was paused), the schedule restarts from the late frame
 instead of bursting to catch up.
@@ -50,7 +50,7 @@ RECORDED_KEY = "edgeflow.recorded"   #: meta: [ring topic, frame id] the replaye
 TRACE_KEY = "edgeflow.trace"         # runtime/outputs.py's names (not imported: replay needs no runtime)
 PARENTS_KEY = "edgeflow.parents"
 ORIGIN_KEY = "edgeflow.origin"
-SPIN_S = 0.0015          # the last part of a wait is spun, not slept (sleep overshoots by up to ~1 ms)
+SPIN_S = 0.00075         # the last part of a wait is spun, not slept (a sleep overshoots by 0.1-0.3 ms, p99)
 RESYNC_S = 0.5           # behind schedule by more than this: restart the schedule instead of bursting
 SLICE_S = 0.1            # longest sleep at once, so a stop request is seen promptly
 OFFSET_LIMIT = 1e9       # a start/end below this is seconds from the recording's first frame, else epoch seconds
