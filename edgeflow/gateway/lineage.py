@@ -26,9 +26,9 @@ looked up. The answer (JSON)::
 ``hops`` is the frame's whole trace: ``ms`` the time a hop's node spent on the frame (received to sent),
 ``wait_ms`` the time from the previous hop's send to this hop's receive (the link and the queue). The frame's
 own hop is also given with the names ``edgeflow lineage`` uses (edgeflow/record/lineage.py): ``processing_ms``,
-``age_ms`` (sent - capture time) and, on each parent read, ``link_ms`` (this hop's receive - its send). At most MAX_NODES frames and MAX_DEPTH levels are
-read (``"truncated": true`` past them); a frame reached twice (fusion sets sharing an ancestor) is expanded
-once, then listed with ``"seen": true``.
+``age_ms`` (sent - capture time) and, on each parent read, ``link_ms`` (this hop's receive - its send).
+At most MAX_NODES frames and MAX_DEPTH levels are read (``"truncated": true`` past them); a frame reached
+twice (fusion sets sharing an ancestor) is expanded once, then listed with ``"seen": true``.
 
 Errors (JSON): 400 a malformed topic or frame id, 404 an unknown topic or a frame no ring holds any more, 409
 a frame id two replicas' rings hold (name the ring topic or pass ``?sent_us=``). The route is behind the
@@ -38,12 +38,13 @@ gateway's token like every /api route.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Any
 
 from aiohttp import web
 
-from edgeflow.errors import ConfigError
+from edgeflow.errors import ConfigError, TransportError
 from edgeflow.gateway.routes import HUB, RUNTIME, VIEWS, dumps, json_error, json_response
 from edgeflow.runtime.delivered import ORIGIN_KEY
 from edgeflow.runtime.outputs import PARENTS_KEY, TRACE_KEY
@@ -60,6 +61,8 @@ MAX_ID = (1 << 63) - 1
 _TOPIC = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")       # shm.ring_name's rule for topics
 _NUMBER = re.compile(r"[0-9]{1,19}")
 _PUBLISHING = ("producer", "consumer", "fusion")               # node types that write a ring
+log = logging.getLogger("edgeflow.gateway")
+_reported: set[str] = set()                                    # rings whose read failed, logged once
 
 
 def rings_of(graph: dict) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -149,6 +152,11 @@ class _Walk:
         try:
             return shm.peek_meta(self.app, topic, frame_id)
         except (ConfigError, ValueError):      # a bad app name; meta that is not JSON (not ours): not there
+            return None
+        except TransportError as exc:          # a segment of another layout, or one we may not open: say so once
+            if topic not in _reported:
+                _reported.add(topic)
+                log.warning("gateway: lineage: ring %r not readable: %s", topic, exc)
             return None
 
     def node(self, topic: str, frame_id: int, found: tuple[float, dict], depth: int) -> dict:

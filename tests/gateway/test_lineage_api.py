@@ -118,7 +118,8 @@ async def test_the_tree_of_a_fused_frame_follows_every_parent_and_marks_what_is_
             assert one["topic"] == "detector.r1" and one["origin"] == ["camera", 3]
             # ... and without a hint the frame the gateway shows for that topic does
             hub.publish(Frame(b"d", frame_id=1, topic="detector", timestamp=102.0,
-                              meta={"edgeflow.trace": [cam_hop, hop("detector", 2, 5)], "edgeflow.parents": [["camera", 2]]}))
+                              meta={"edgeflow.trace": [cam_hop, hop("detector", 2, 5)],
+                                    "edgeflow.parents": [["camera", 2]]}))
             shown = await (await client.get("/api/lineage/detector/1")).json()
             assert shown["topic"] == "detector.r0" and shown["parents"][0]["frame_id"] == 2
             # a frame the gateway shows but no ring holds any more (its copy, with a play-out buffer) answers too
@@ -336,7 +337,8 @@ LINEAGE_STATE = """(() => {
     viewer: !document.getElementById('viewer').hidden,
     items: [...box.querySelectorAll('li.lin-item')].map(li => ({topic: li.dataset.topic,
       frameId: Number(li.dataset.frameId), node: li.dataset.node, missing: li.dataset.missing,
-      depth: (() => { let d = 0, e = li.parentElement; while (e && e !== box) { if (e.tagName === 'UL') d++; e = e.parentElement; } return d; })(),
+      depth: (() => { let d = 0, e = li.parentElement;
+        while (e && e !== box) { if (e.tagName === 'UL') d++; e = e.parentElement; } return d; })(),
       text: li.querySelector('.lin-line').textContent}))});
 })()"""
 
