@@ -127,6 +127,7 @@ class Pacer:
         self.speed = speed
         self._wall = self._ts = None
         self.late: list[float] = []          # seconds each frame was handed out after its due time
+        self.handed: list[float] = []        # perf_counter() (CLOCK_MONOTONIC) when each was handed out
 
     def due(self, timestamp: float) -> float:
         """When the frame with this capture timestamp is due."""
@@ -143,6 +144,7 @@ class Pacer:
         now = time.perf_counter()
         late = now - due
         self.late.append(late)
+        self.handed.append(now)
         if late > RESYNC_S:
             self._wall, self._ts = None, None
 
