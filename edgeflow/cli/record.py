@@ -76,10 +76,10 @@ def _wait_for_rings(app: str, topics: list[str], timeout: float, stop: threading
 class _Progress:
     """The live progress line: rewritten in place on a terminal, a line every few seconds otherwise."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, every: float | None = None) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
-        self.every = 0.5 if self.tty else 5.0
+        self.every = every if every is not None else (0.5 if self.tty else 5.0)
         self.next = time.monotonic() + self.every
 
     def line(self, stats: dict, drops: int) -> str:
@@ -98,7 +98,7 @@ class _Progress:
 
 def run_recording(app: str, topics: list[tuple[str, str]], output: str, *, duration: float | None = None,
                   frames: int | None = None, stop: threading.Event | None = None, quiet: bool = False,
-                  wait: float = WAIT_FOR_APP, **options: Any) -> dict:
+                  wait: float = WAIT_FOR_APP, progress_s: float | None = None, **options: Any) -> dict:
     """Record ``topics`` ((ring topic, node) pairs) of ``app`` to ``output`` until ``stop`` is set, ``duration``
     seconds or ``frames`` frames have passed, or every publisher closed; returns the recorder's stats (with
     ``drops`` counting frames the subscribers skipped too)."""
@@ -112,7 +112,7 @@ def run_recording(app: str, topics: list[tuple[str, str]], output: str, *, durat
     rec = McapRecorder(output, app=app, **options)
     group = f"record-{__import__('os').getpid()}"
     subs: list = []
-    progress = _Progress(quiet)
+    progress = _Progress(quiet, progress_s)
     try:
         for topic, _node in topics:
             subs.append(shm.Subscriber(topic, app=app, qos=QoS.BALANCED, group=group, max_lag=MAX_LAG))
@@ -172,11 +172,14 @@ def _drops(rec: Any, subs: list) -> int:
 @click.option("--wait", type=float, default=WAIT_FOR_APP, show_default=True,
               help="Seconds to wait for the app's rings to appear.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+@click.option("--progress", "progress_s", type=float, default=None,
+              help="Seconds between progress lines (default 0.5 on a terminal, else 5).")
 @click.option("--recover", "recover_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Give FILE.mcap, whose recorder was killed, its summary back (in place), and exit.")
 def record(file: str | None, topics: str | None, output: str, duration: float | None, frames: int | None,
            compression: str, rotate_mb: float | None, rotate_s: float | None, jpeg: bool, ros2: bool,
-           app_name: str | None, wait: float, quiet: bool, recover_path: str | None) -> None:
+           app_name: str | None, wait: float, quiet: bool, progress_s: float | None,
+           recover_path: str | None) -> None:
     """Record topics of FILE's app, running on this host, to MCAP (see docs/recording.md)."""
     if recover_path is not None:
         from edgeflow.record.repair import recover
@@ -205,7 +208,7 @@ def record(file: str | None, topics: str | None, output: str, duration: float | 
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         stats = run_recording(app_name or graph.app, chosen, output, duration=duration, frames=frames,
-                              stop=stop, quiet=quiet, wait=wait, compression=compression,
+                              stop=stop, quiet=quiet, wait=wait, progress_s=progress_s, compression=compression,
                               rotate_bytes=None if rotate_mb is None else int(rotate_mb * 1e6),
                               rotate_seconds=rotate_s, jpeg=jpeg, ros2=ros2)
     finally:
