@@ -14,6 +14,7 @@ names such files). Frames come in log-time (capture time) order across topics an
 from __future__ import annotations
 
 import heapq
+import json
 import itertools
 import os
 from pathlib import Path
@@ -117,6 +118,8 @@ class Recording:
         self.kinds: dict[str, str] = {}
         for info in self._infos:
             for ch in info.channels.values():
+                if ch.metadata.get("edgeflow.role") == "envelope":
+                    continue
                 topic = ch.metadata.get("edgeflow.topic", ch.topic)
                 self.nodes.setdefault(topic, ch.metadata.get("edgeflow.node", topic.split(".")[0]))
                 self.kinds.setdefault(topic, ch.metadata.get("edgeflow.kind", ""))
@@ -144,18 +147,45 @@ class Recording:
                                   f"{', '.join(self.topics) or 'none'})")
         start_ns = None if start is None else int(round(start * 1e9))
         end_ns = None if end is None else int(round(end * 1e9))
-        streams = [self._file_frames(info, wanted, start_ns, end_ns) for info in self._infos]
+        streams = [self._paired(self._file_messages(info, wanted, start_ns, end_ns)) for info in self._infos]
         counter = itertools.count()
         merged = heapq.merge(*[((ns, next(counter), tf) for ns, tf in s) for s in streams])
         for _ns, _n, item in merged:
             yield item
 
-    def _file_frames(self, info: _FileInfo, wanted: set | None, start_ns: int | None,
-                     end_ns: int | None) -> Iterator[tuple[int, tuple[str, Frame]]]:
+    def _paired(self, items: Iterator[tuple[int, Channel, Any]]) -> Iterator[tuple[int, tuple[str, Frame]]]:
+        """Messages as frames; a ROS 2 file's envelopes (companion channel, same log time and sequence) are
+        joined to their frames' messages, whichever of the two comes first."""
+        envelopes: dict[tuple, dict] = {}
+        waiting: dict[tuple, tuple] = {}
+        for ns, channel, message in items:
+            meta = channel.metadata
+            if meta.get("edgeflow.role") == "envelope":
+                from edgeflow.record import ros2
+                key = (meta.get("edgeflow.topic"), message.sequence, message.log_time)
+                env = json.loads(ros2.typestore().deserialize_cdr(bytes(message.data), ros2.TYPES["message"]).data)
+                held = waiting.pop(key, None)
+                if held is None:
+                    envelopes[key] = env
+                else:
+                    yield held[0], self._frame(held[1], held[2], env)
+                continue
+            if channel.message_encoding == "cdr" and meta.get("edgeflow.kind") != "message":
+                key = (meta.get("edgeflow.topic", channel.topic), message.sequence, message.log_time)
+                env = envelopes.pop(key, None)
+                if env is None:
+                    waiting[key] = (ns, channel, message)
+                    continue
+                yield ns, self._frame(channel, message, env)
+                continue
+            yield ns, self._frame(channel, message)
+
+    def _file_messages(self, info: _FileInfo, wanted: set | None, start_ns: int | None,
+                       end_ns: int | None) -> Iterator[tuple[int, Channel, Any]]:
         names = None
         if wanted is not None:
             names = [ch.topic for ch in info.channels.values()
-                     if ch.metadata.get("edgeflow.topic", ch.topic) in wanted]
+                     if ch.metadata.get("edgeflow.topic", ch.topic) in wanted]     # envelopes included
             if not names:
                 return
         with open(info.path, "rb") as f:
@@ -164,12 +194,12 @@ class Recording:
                 items = reader.iter_messages(topics=names, starting_at=start_ns, ending_before=end_ns,
                                              log_time_order=True)
                 for _schema, channel, message in items:
-                    yield message.log_time, self._frame(channel, message)
+                    yield message.log_time, channel, message
                 return
             yield from self._stream(f, names, start_ns, end_ns)
 
     def _stream(self, f: Any, names: list | None, start_ns: int | None,
-                end_ns: int | None) -> Iterator[tuple[int, tuple[str, Frame]]]:
+                end_ns: int | None) -> Iterator[tuple[int, Channel, Any]]:
         """A file without summary: non-seeking read, sorted within a REORDER_NS window, stopping quietly at
         the torn end."""
         reader = NonSeekingReader(f)
@@ -182,20 +212,20 @@ class Recording:
                 heapq.heappush(heap, (message.log_time, next(counter), channel, message))
                 while heap and heap[0][0] < message.log_time - REORDER_NS:
                     ns, _, ch, msg = heapq.heappop(heap)
-                    yield ns, self._frame(ch, msg)
+                    yield ns, ch, msg
         except Exception:  # noqa: BLE001 - McapError, EndOfFile, lz4/zstd errors of a torn chunk
             pass                         # the last chunk was torn by the kill: everything before it is read
         while heap:
             ns, _, ch, msg = heapq.heappop(heap)
-            yield ns, self._frame(ch, msg)
+            yield ns, ch, msg
 
     @staticmethod
-    def _frame(channel: Channel, message: Any) -> tuple[str, Frame]:
+    def _frame(channel: Channel, message: Any, envelope: dict | None = None) -> tuple[str, Frame]:
         topic = channel.metadata.get("edgeflow.topic", channel.topic)
         kind = channel.metadata.get("edgeflow.kind", "")
         if channel.message_encoding == "cdr":
             from edgeflow.record import ros2
-            data, fid, ts, meta = ros2.decode_frame(kind, channel, message.data, topic)
+            data, fid, ts, meta = ros2.decode_frame(kind, message.data, envelope, topic)
         else:
             data, fid, ts, meta = fmt.decode_frame(kind, channel.message_encoding, message.data, topic)
         return topic, Frame(data, frame_id=fid, timestamp=ts, meta=meta, topic=topic)

@@ -221,6 +221,8 @@ class McapRecorder:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not value > 0):
                 raise ConfigError(f"recorder: {name}={value!r}: a number > 0")
+        if jpeg and ros2:
+            raise ConfigError("recorder: jpeg with ros2: ROS 2 images are recorded raw (sensor_msgs/msg/Image)")
         if color not in ("bgr", "rgb"):
             raise ConfigError(f"recorder: color={color!r}: 'bgr' or 'rgb'")
         self.path = Path(path)
@@ -279,25 +281,15 @@ class McapRecorder:
         else:
             name, sencoding, sdata = fmt.schema_for(kind, jpeg=jpeg, first=frame.data, topic=topic)
             mencoding, channel_topic = fmt.message_encoding(kind), topic
-        sid = 0
-        if name:
-            sid = f.schema_ids.get((name, sdata))
-            if sid is None:
-                sid = len(f.schemas) + 1
-                schema = Schema(id=sid, name=name, encoding=sencoding, data=sdata)
-                f.schemas[sid] = schema
-                f.schema_ids[(name, sdata)] = sid
-                f.write_all([f.record(schema)])
-        cid = len(f.channels) + 1
+        sid = self._schema(name, sencoding, sdata) if name else 0
         meta = {"edgeflow.topic": topic, "edgeflow.node": node or self._nodes.get(topic) or topic.split(".")[0],
                 "edgeflow.kind": kind}
         if jpeg:
             meta["edgeflow.jpeg"] = "true"
-        channel = Channel(id=cid, topic=channel_topic, message_encoding=mencoding, schema_id=sid, metadata=meta)
-        f.channels[cid] = channel
-        f.channel_ids[topic] = cid
-        f.write_all([f.record(channel)])
-        return cid
+        if self._ros is not None:
+            from edgeflow.record import ros2
+            meta["offered_qos_profiles"] = ros2.QOS
+        return self._register(topic, channel_topic, mencoding, sid, meta)
 
     def _kind(self, topic: str, frame: Any) -> tuple[str, bool]:
         kind = fmt.kind_of(frame.data)
@@ -334,19 +326,14 @@ class McapRecorder:
                 self._rotate()
                 f = self._file
             cid = self._channel(ring_topic, node, frame)
-            head = _MESSAGE_HEAD.pack(Opcode.MESSAGE, 22 + size, cid, frame.frame_id & 0xFFFFFFFF, log_ns,
-                                      time.time_ns())
             chunk = self._chunk
             if chunk is None:
                 chunk = self._chunk = _Chunk(self.compression)
-            chunk.add(cid, log_ns, head, pieces)
-            f.counts[cid] = f.counts.get(cid, 0) + 1
-            if f.messages == 0:
-                f.start_ns = f.end_ns = log_ns
-                f.first_log = log_ns
-            else:
-                f.start_ns, f.end_ns = min(f.start_ns, log_ns), max(f.end_ns, log_ns)
-            f.messages += 1
+            if self._ros is not None:
+                env = self._ros.envelope(kind, frame)
+                if env is not None:            # ROS messages cannot carry it: a companion message, just before
+                    self._add(chunk, self._envelope_channel(ring_topic), frame, log_ns, [env], len(env))
+            self._add(chunk, cid, frame, log_ns, pieces, size)
             self._frames += 1
             if chunk.size >= self.chunk_bytes or chunk.end - chunk.start >= self.chunk_seconds * 1e9:
                 self._flush_chunk()
@@ -359,6 +346,53 @@ class McapRecorder:
             log.error("recorder: %s; frame dropped", exc)
             self._drops += 1
             return False
+
+    def _add(self, chunk: _Chunk, cid: int, frame: Any, log_ns: int, pieces: list, size: int) -> None:
+        f = self._file
+        head = _MESSAGE_HEAD.pack(Opcode.MESSAGE, 22 + size, cid, frame.frame_id & 0xFFFFFFFF, log_ns,
+                                  time.time_ns())
+        chunk.add(cid, log_ns, head, pieces)
+        f.counts[cid] = f.counts.get(cid, 0) + 1
+        if f.messages == 0:
+            f.start_ns = f.end_ns = log_ns
+            f.first_log = log_ns
+        else:
+            f.start_ns, f.end_ns = min(f.start_ns, log_ns), max(f.end_ns, log_ns)
+        f.messages += 1
+
+    def _envelope_channel(self, topic: str) -> int:
+        """ROS 2 mode: the channel of ``topic``'s envelopes (std_msgs/msg/String) in the current file."""
+        from edgeflow.record import ros2
+        f = self._file
+        key = topic + "\0envelope"
+        cid = f.channel_ids.get(key)
+        if cid is None:
+            name, sencoding, sdata = self._ros.envelope_schema()
+            sid = self._schema(name, sencoding, sdata)
+            cid = self._register(key, ros2.ros_topic(topic) + ros2.ENVELOPE_SUFFIX, "cdr", sid,
+                                 {"edgeflow.topic": topic, "edgeflow.role": "envelope",
+                                  "offered_qos_profiles": ros2.QOS})
+        return cid
+
+    def _schema(self, name: str, encoding: str, data: bytes) -> int:
+        f = self._file
+        sid = f.schema_ids.get((name, data))
+        if sid is None:
+            sid = len(f.schemas) + 1
+            schema = Schema(id=sid, name=name, encoding=encoding, data=data)
+            f.schemas[sid] = schema
+            f.schema_ids[(name, data)] = sid
+            f.write_all([f.record(schema)])
+        return sid
+
+    def _register(self, key: str, topic: str, encoding: str, sid: int, meta: dict) -> int:
+        f = self._file
+        cid = len(f.channels) + 1
+        channel = Channel(id=cid, topic=topic, message_encoding=encoding, schema_id=sid, metadata=meta)
+        f.channels[cid] = channel
+        f.channel_ids[key] = cid
+        f.write_all([f.record(channel)])
+        return cid
 
     def _should_rotate(self, f: _File, log_ns: int, size: int) -> bool:
         if self.rotate_bytes is not None:

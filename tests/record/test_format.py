@@ -281,3 +281,49 @@ def test_a_topic_that_changes_kind_drops_the_frame_not_the_recording(tmp_path, c
     rec.close()
     assert rec.stats()["drops"] == 1 and "the channel was image" in caplog.text
     assert [f.frame_id for _, f in open_recording(path).frames()] == [1, 3]
+
+
+def test_ros2_recording_read_back_by_rosbags_and_exact_by_ours(tmp_path):
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    path = tmp_path / "run.mcap"
+    written = write_recording(path, n=3, ros2=True, chunk_bytes=3000, compression="zstd")
+    by_key = {(t, f.frame_id & 0xFFFFFFFF, int(round(f.timestamp * 1e9))): f for t, f in written}
+    ros = {"camera": "/camera", "detector.r0": "/detector/r0", "raw": "/raw", "lidar": "/lidar"}
+    with open(path, "rb") as f:
+        assert make_reader(f).get_header().profile == "ros2"
+    with Reader(path) as bag:
+        types = {c.topic: c.msgtype for c in bag.connections}
+        assert types["/camera"] == "sensor_msgs/msg/Image" and types["/camera/edgeflow"] == "std_msgs/msg/String"
+        assert types["/detector/r0"] == "std_msgs/msg/String" and "/detector/r0/edgeflow" not in types
+        assert types["/lidar"] == types["/raw"] == "std_msgs/msg/UInt8MultiArray"
+        assert bag.message_count == len(written) + sum(1 for t, _ in written if t not in
+                                                       ("detector.r0", "detector.r1", "nan", "alist"))
+        seen = set()
+        for connection, stamp, raw in bag.messages(connections=[c for c in bag.connections
+                                                                if c.topic in ros.values()]):
+            msg = store.deserialize_cdr(raw, connection.msgtype)
+            topic = next(t for t, r in ros.items() if r == connection.topic)
+            frames = [f for (t, _seq, ns), f in by_key.items() if t == topic and ns == stamp]
+            assert len(frames) == 1
+            frame = frames[0]
+            if topic == "camera":
+                assert (msg.height, msg.width, msg.encoding, msg.step) == (24, 32, "bgr8", 96)
+                assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == stamp
+                assert bytes(msg.data) == frame.data.tobytes()
+                assert bytes(store.serialize_cdr(msg, connection.msgtype)) == bytes(raw)   # CDR as rosbags writes
+            elif topic == "detector.r0":
+                doc = json.loads(msg.data)
+                assert doc["edgeflow"]["id"] == frame.frame_id and doc["data"]["label"] == "person"
+            else:
+                want = frame.data if isinstance(frame.data, bytes) else frame.data.tobytes()
+                assert bytes(msg.data) == want
+                assert bytes(store.serialize_cdr(msg, connection.msgtype)) == bytes(raw)
+            seen.add(topic)
+        assert seen == set(ros)
+    got = list(open_recording(path).frames())
+    assert len(got) == len(written)
+    for (topic, want), (gtopic, frame) in zip(sorted(written, key=lambda x: x[1].timestamp), got):
+        assert gtopic == topic and frame.frame_id == want.frame_id and frame.timestamp == want.timestamp
+        assert frame.meta == want.meta and same(want.data, frame.data), topic
