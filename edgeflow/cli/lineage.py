@@ -25,7 +25,8 @@ import click
 @click.option("--frame", "-f", "frame_id", required=True, type=click.IntRange(min=1), help="The frame id.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def lineage(files: tuple[str, ...], topic: str, frame_id: int, fmt: str) -> None:
-    """Print the lineage tree of frame --frame of --topic in the recording FILE (rotated parts: give all)."""
+    """Print the lineage tree of frame --frame of --topic in a recording (FILES: run.mcap, its rotated parts
+    are found; a folder; or the files)."""
     from edgeflow.record import lineage as lin
     from edgeflow.record.replay import open_source
 

@@ -41,11 +41,13 @@ import click
 @click.option("--quiet", "-q", is_flag=True, help="No lines on stderr but errors.")
 def replay(files: tuple[str, ...], speed: str, loop: bool, topics: tuple[str, ...], start: str | None,
            end: str | None, app_name: str | None, wait: float, quiet: bool) -> None:
-    """Publish the frames of FILE (rotated parts: give them all, in order) into an app's topics with their
-    recorded inter-frame timing, timestamps and meta (the recorded frame id in meta "edgeflow.recorded")."""
+    """Publish the frames of a recording into an app's topics with their recorded inter-frame timing,
+    timestamps and meta (the recorded frame id in meta "edgeflow.recorded"). FILES: run.mcap (its rotated
+    parts run-0001.mcap... are found), a folder, or the files themselves."""
     from edgeflow.errors import ConfigError
-    from edgeflow.record.replay import Player
+    from edgeflow.record.replay import Player, parse_speed
 
+    parse_speed(speed, "--speed")
     player = Player(list(files) if len(files) > 1 else files[0], topics=list(topics) or None, speed=speed,
                     loop=loop, start=start, end=end)
     app = app_name or player.recording.app

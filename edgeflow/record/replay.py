@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -331,12 +330,6 @@ class Player:
                 return readers
             time.sleep(0.02)
 
-    def cancel_waits(self, publishers: Iterable[Any] = ()) -> None:
-        """Signal-safe: stop, and make blocked publishes give up now."""
-        self._stop.set()
-        for pub in publishers:
-            pub.cancel_wait()
-
 
 class _Stopped(Exception):
     """Playback was stopped while a publish waited for room."""
@@ -469,10 +462,3 @@ class ReplaySource(ProducerNode):
             close = getattr(player.recording, "close", None)
             if close is not None:
                 close()
-
-
-def install_stop_handlers(player: Player) -> dict:
-    """SIGINT/SIGTERM stop ``player`` cleanly (its rings are closed on the way out); returns the old handlers."""
-    def on_signal(signum, frame):
-        player._stop.set()
-    return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
