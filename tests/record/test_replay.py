@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeflow import ConsumerNode, EdgeApp, ProducerNode, QoS, SinkNode
+from edgeflow import ConsumerNode, EdgeApp, QoS, SinkNode
 from edgeflow.errors import ConfigError
 from edgeflow.frame import Frame
 from edgeflow.record.replay import RECORDED_KEY, Player, ReplaySource
