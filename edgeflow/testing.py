@@ -36,6 +36,7 @@ class _LocalContext:
     def __init__(self, metrics: NodeMetrics) -> None:
         self.metrics = metrics
         self.current_frame: Frame | None = None
+        self.current_topic: str | None = None     # the ring topic current_frame came from (the input's topic here)
 
     def output(self, shape, dtype) -> np.ndarray:
         return np.empty(shape, dtype)
@@ -127,6 +128,7 @@ def _step(node, call, source: Frame | None, metrics, outputs: list, errors: list
     """One hook call; False when a producer ended its stream."""
     received, t0 = time.time(), time.perf_counter()
     node.context.current_frame = source
+    node.context.current_topic = source.topic if source is not None else None
     try:
         result = call()
         if result is EndOfStream:

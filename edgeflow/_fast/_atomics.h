@@ -32,4 +32,12 @@ static inline int ef_cas_i32_sc(int32_t *p, int32_t expected, int32_t desired) {
 }
 static inline void ef_store_i32_rel(int32_t *p, int32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline void ef_fence_sc(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+/* a spinning reader's pause: lets the sibling hyper-thread run and saves power, as spin locks do */
+static inline void ef_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 #endif

@@ -24,3 +24,4 @@ cdef extern from "_atomics.h" nogil:
     bint ef_cas_i32_sc(int32_t *p, int32_t expected, int32_t desired)
     void ef_store_i32_rel(int32_t *p, int32_t v)
     void ef_fence_sc()
+    void ef_cpu_relax()

@@ -67,6 +67,8 @@ cdef class RingReader:
     cdef readonly uint64_t copies
     cdef bint closed
     cdef double next_liveness_check
+    cdef public double spin_s
+    cdef bint _spin(self, double until) noexcept nogil
     cdef _Generation _gen(self, uint32_t number)
     cdef _Generation _gen_for_seq(self, uint64_t seq)
     cdef inline void _check_open(self) except *

@@ -110,6 +110,9 @@ class RingReader:
     taken: int
     drops: int
     copies: int
+    spin_s: float
+    """Seconds wait() spins (with a CPU pause) before it sleeps on the futex; 0: never spins, < 0: never sleeps.
+    Default DEFAULT_SPIN_S (50 µs)."""
 
     @staticmethod
     def attach(name: str, *, durable: bool = False, group: str | None = None, max_held: int = 4) -> "RingReader":
@@ -164,3 +167,11 @@ class SlotView:
 
 def drop_group(name: str, group: str) -> str:
     """Free ring ``name``'s group ``group`` once it has no member: 'dropped', 'absent' or 'busy'."""
+
+
+def peek(name: str, seq: int) -> tuple[float, bytes] | None:
+    """(timestamp, meta bytes) of frame ``seq`` of ring ``name`` while a slot holds it, else None; read-only,
+    no group joined, seqlock-checked."""
+
+
+DEFAULT_SPIN_S: float

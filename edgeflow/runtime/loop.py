@@ -95,6 +95,7 @@ class NodeContext:
         self._output = output
         self.metrics = metrics
         self.current_frame: Frame | None = None
+        self.current_topic: str | None = None     # the ring topic current_frame came from (frame ids are per ring)
         self.hold_limit = hold_limit     # frames this replica may hold at once (the class's max_held_frames)
         self.held = 0                    # frames held now
         self._kept = False               # the current frame was held: the loop must not release it
@@ -385,6 +386,7 @@ class NodeRunner:
                     continue
             t0 = time.perf_counter()
             node.context.current_frame = frame
+            node.context.current_topic = inp.topic
             try:
                 result = hook(frame if kind == "gateway" else frame.data)
             except Exception as exc:          # a failing hook is logged once, counted, and the loop goes on

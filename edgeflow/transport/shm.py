@@ -38,6 +38,13 @@ MAX_META_BYTES = codecs.MAX_META_BYTES   #: JSON meta limit per frame (bytes, en
 if MAX_META_BYTES > _ring.MAX_META:      # the slot's meta area must hold what every other transport accepts
     raise ImportError(f"edgeflow: meta limit {MAX_META_BYTES} exceeds the ring's {_ring.MAX_META}")
 DEFAULT_APP = "default"
+#: How a Subscriber waits for a frame (``wait=``): seconds it spins (checking the ring, with a CPU pause) before
+#: it sleeps on the futex. "adaptive" (the default) spins 50 µs: a frame that comes that soon is taken without
+#: the writer's wake-up system call and a trip through the scheduler, and an idle subscriber costs one such spin
+#: per wait (0.1 s) and nothing more. "sleep" never spins (the least CPU: for many idle subscribers on a small
+#: machine); "spin" never sleeps (the lowest latency, one CPU core busy while it waits: for a control loop that
+#: owns a core).
+WAIT_SPIN_S = {"adaptive": 50e-6, "sleep": 0.0, "spin": -1.0}
 DEFAULT_MAX_LAG = 2                      #: BALANCED: frames waiting beyond which a subscriber skips to the newest
 _KIND_BYTES, _KIND_ARRAY, _KIND_MESSAGE = 0, 1, 2      # a slot descriptor's kind
 _TOPIC = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
@@ -353,6 +360,7 @@ class Subscriber(OwnedResource):
             A DURABLE group's position survives the death of its members; it ends when the last member closes.
         max_held: frames this subscriber may hold (pin) at once; one more raises HeldFramesError.
         max_lag: BALANCED only (default DEFAULT_MAX_LAG = 2).
+        wait: "adaptive" (default), "sleep" or "spin": how ``recv`` waits (WAIT_SPIN_S: spin briefly, then sleep).
 
     ``frame.data`` of a received frame is a read-only numpy array viewing the slot (bytes when bytes were
     published; a dict or list, its arrays viewing the slot, when a message was). It stays valid while referenced; ``frame.release()`` or leaving ``with sub.recv() as frame:``
@@ -365,8 +373,12 @@ class Subscriber(OwnedResource):
     """
 
     def __init__(self, topic: str, *, app: str | None = None, qos: QoS | str = QoS.REALTIME,
-                 group: str | None = None, max_held: int = 4, max_lag: int | None = None) -> None:
+                 group: str | None = None, max_held: int = 4, max_lag: int | None = None,
+                 wait: str = "adaptive") -> None:
         self._closed = True
+        if wait not in WAIT_SPIN_S:
+            raise ConfigError(f"{topic}: wait={wait!r}: one of {', '.join(map(repr, WAIT_SPIN_S))}")
+        self.wait_mode = wait
         self.name = ring_name(app, topic)
         self.topic = topic
         self.app = self.name.split(".")[1]
@@ -382,8 +394,10 @@ class Subscriber(OwnedResource):
         self._closed = False
 
     def _attach(self) -> "_ring.RingReader":
-        return _ring.RingReader.attach(self.name, durable=self.qos is QoS.DURABLE, group=self.group,
-                                       max_held=self._max_held, max_lag=self.max_lag)
+        reader = _ring.RingReader.attach(self.name, durable=self.qos is QoS.DURABLE, group=self.group,
+                                         max_held=self._max_held, max_lag=self.max_lag)
+        reader.spin_s = WAIT_SPIN_S[self.wait_mode]
+        return reader
 
     def _reader_or_raise(self) -> "_ring.RingReader":
         if self._closed:
