@@ -12,12 +12,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 from mcap.reader import NonSeekingReader, make_reader
 
-from edgeflow.frame import Frame
-from edgeflow.record import McapRecorder, open_recording, recover
+from edgeflow.record import open_recording, recover
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_765_000_000.0
