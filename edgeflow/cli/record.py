@@ -17,6 +17,7 @@ recording with one error line and exit code 1.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -110,7 +111,7 @@ def run_recording(app: str, topics: list[tuple[str, str]], output: str, *, durat
     stop = stop or threading.Event()
     _wait_for_rings(app, [t for t, _ in topics], wait, stop)
     rec = McapRecorder(output, app=app, **options)
-    group = f"record-{__import__('os').getpid()}"
+    group = f"record-{os.getpid()}"
     subs: list = []
     progress = _Progress(quiet, progress_s)
     try:

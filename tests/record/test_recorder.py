@@ -214,7 +214,7 @@ NODE_APP = textwrap.dedent("""
                 return ProducerNode.END
             return np.full((30, 40, 3), self.n, np.uint8)
 
-    @app.node(name="detector")
+    @app.node(name="detector", replicas=2)
     class Det(ConsumerNode):
         def process(self, data):
             return {"mean": float(data.mean()), "n": int(data[0, 0, 0])}
@@ -237,10 +237,14 @@ def test_recorder_node_records_its_inputs_with_trace_and_parents(tmp_path, app):
                          timeout=60)
     assert out.returncode == 0, out.stderr
     rec = open_recording(path)
-    assert rec.app == app and rec.topics == ["camera", "detector"] and rec.truncated == []
+    assert rec.app == app and rec.topics == ["camera", "detector.r0", "detector.r1"] and rec.truncated == []
+    assert rec.nodes["detector.r1"] == "detector"
     frames = list(rec.frames())
     cams = {f.frame_id: f for t, f in frames if t == "camera"}
-    dets = [f for t, f in frames if t == "detector"]
+    dets = [f for t, f in frames if t.startswith("detector.r")]
+    for replica in ("detector.r0", "detector.r1"):       # frame ids are per replica ring
+        ids = [f.frame_id for t, f in frames if t == replica]
+        assert ids == list(range(1, len(ids) + 1))
     assert sorted(cams) == list(range(1, 41)) and len(dets) == 40
     for det in dets:                                     # lineage survives: parents name the camera frame
         (ptopic, pid), = det.meta["edgeflow.parents"]
