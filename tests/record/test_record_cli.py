@@ -135,6 +135,7 @@ def test_a_signal_closes_the_recording_cleanly(tmp_path, app, sig):
     assert rec.truncated == [] and n > 0 and len(list(rec.frames())) == n
 
 
+@pytest.mark.slow
 def test_recover_cli_gives_a_torn_file_its_summary(tmp_path, app):
     path = tmp_path / "run.mcap"
     rec = McapRecorder(path, app="demo", chunk_bytes=1000)
@@ -158,6 +159,7 @@ def test_recover_cli_gives_a_torn_file_its_summary(tmp_path, app):
     assert out.returncode == 0 and "already complete" in out.stdout
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_with_exit_code_2(tmp_path, app):
     main = tmp_path / "main.py"
     main.write_text(APP)
