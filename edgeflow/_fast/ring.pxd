@@ -42,6 +42,7 @@ cdef class RingWriter:
     cdef readonly uint64_t backpressure_waits
     cdef readonly uint64_t generations_made
     cdef int _choose_slot(self, uint64_t protect) except -2
+    cdef uint64_t _in_order_from(self) noexcept nogil
     cdef uint64_t _protected_from(self)
     cdef int _acquire_slot(self) except -1
     cdef inline void _check_open(self) except *

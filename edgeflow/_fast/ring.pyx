@@ -35,6 +35,9 @@ READY, TIMEOUT, WRITER_CLOSED, WRITER_DEAD = 0, 1, 2, 3
 _MODE_NAMES = {EF_MODE_REALTIME: "REALTIME", EF_MODE_DURABLE: "DURABLE", EF_MODE_BALANCED: "BALANCED"}
 
 cdef uint64_t NO_LIMIT = 0xFFFFFFFFFFFFFFFFULL
+# Rings whose slots together pass this (a typical last-level cache) reuse the most recently freed slot first
+# (RingWriter._choose_slot): 8 slots of 640x480x3 (7.4 MB) stay oldest-first, 8 of 1920x1080x3 (50 MB) do not.
+cdef uint64_t MRU_RING_BYTES = 16 * 1024 * 1024
 cdef double LIVENESS_PERIOD = 0.1      # how often a sleeping reader checks that the writer is alive
 # A waiting reader spins this long (checking for a frame, with a CPU pause) before it sleeps on the futex: a frame
 # that comes within it is taken without the writer's wake-up system call and the reader's trip through the
@@ -643,25 +646,60 @@ cdef class RingWriter:
                         low = v
         return low
 
+    cdef uint64_t _in_order_from(self) noexcept nogil:
+        """Lowest seq a BALANCED group has not taken yet (it reads in order while within max_lag); NO_LIMIT
+        when there is none. Not protected (an overrun skips), only kept from the most-recently-freed choice."""
+        cdef ef_ctl *c = self.ctl
+        cdef uint64_t low = NO_LIMIT, v
+        cdef uint32_t i
+        cdef ef_group *g
+        for i in range(c.group_hwm):
+            g = &c.groups[i]
+            if ef_load32_acq(&g.state) == EF_GROUP_ACTIVE and g.mode == EF_MODE_BALANCED:
+                v = ef_load64_acq(&g.cursor)
+                if v < low:
+                    low = v
+        return low
+
     cdef int _choose_slot(self, uint64_t protect) except -2:
-        """Mark and return the oldest reusable slot, or -1 when every slot is pinned or needed."""
+        """Mark and return a reusable slot, or -1 when every slot is pinned or needed.
+
+        In a ring bigger than MRU_RING_BYTES, the most recently freed one first: the frame published before the
+        newest, once every reader is done with it. When consumers keep up the ring then cycles through two
+        slots, whose pages stay in the CPU cache, instead of all of them (8 slots of 1080p frames are 50 MB:
+        more than the cache). The newest frame is never taken this way (a REALTIME reader may still come for
+        it), nor one a DURABLE group still needs (``protect``) or a BALANCED group has not read yet. Otherwise
+        (a small ring: it fits the cache anyway, and keeps its last frames for ring.peek), or when no slot
+        qualifies: the oldest reusable one, empty slots first."""
         cdef _Generation gm = self.cur
         cdef uint32_t i, attempt
         cdef int best
         cdef uint64_t s, best_seq
+        cdef bint recent_first = gm.slot_count * gm.slot_bytes > MRU_RING_BYTES
+        cdef uint64_t newest = ef_load64_acq(&self.ctl.last_seq) if recent_first else 0
+        cdef uint64_t below = min(protect, self._in_order_from(), newest) if recent_first else 0
         cdef ef_slot *sl
         for attempt in range(4):
             best = -1
-            best_seq = NO_LIMIT
-            for i in range(gm.slot_count):
+            best_seq = 0
+            for i in range(gm.slot_count if recent_first else 0):    # most recently freed
                 sl = gm.slot(i)
                 s = ef_load64_acq(&sl.seq)
-                if s == EF_WRITING or (s != 0 and s >= protect) or ef_load64_acq(&sl.pin_mask):
+                if s == EF_WRITING or s == 0 or s >= below or ef_load64_acq(&sl.pin_mask):
                     continue
-                if s < best_seq:
+                if s > best_seq:
                     best, best_seq = i, s
-                    if s == 0:
-                        break
+            if best < 0:
+                best_seq = NO_LIMIT
+                for i in range(gm.slot_count):            # else the oldest reusable
+                    sl = gm.slot(i)
+                    s = ef_load64_acq(&sl.seq)
+                    if s == EF_WRITING or (s != 0 and s >= protect) or ef_load64_acq(&sl.pin_mask):
+                        continue
+                    if s < best_seq:
+                        best, best_seq = i, s
+                        if s == 0:
+                            break
             if best < 0:
                 return -1
             sl = gm.slot(best)
