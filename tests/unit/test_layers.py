@@ -21,6 +21,9 @@ MAY_NOT_IMPORT = {"_fast": ("nodes", "transport", "runtime", "graph", "gateway",
                              "bench"),
                   "sources": ("_fast", "transport", "runtime", "graph", "_nodeload", "gateway", "cli", "deploy",
                               "bench"),
+                  # recording and replay read and write files and rings; the runtime, the gateway and the CLI
+                  # use them, never the other way round
+                  "record": ("runtime", "graph", "_nodeload", "gateway", "cli", "deploy", "bench"),
                   # a pipeline file builds an EdgeApp as main.py would: the graph, never what runs it
                   "pipeline": ("_fast", "transport", "runtime", "gateway", "cli", "deploy", "bench")}
 LEAVES = ("errors.py",)
