@@ -1207,8 +1207,11 @@ cdef class RingReader:
         self._notify_writer()
 
     cdef void _notify_writer(self) noexcept nogil:
-        # seq_cst load after our seq_cst RMW: a writer going to sleep either sees our change or we see it waiting
-        if ef_load32_sc(&self.ctl.writer_waiting):
+        # seq_cst load after our seq_cst RMW: a writer going to sleep either sees our change or we see it waiting.
+        # The first reader to see it waiting clears the flag and wakes it; the writer sets it again before it
+        # looks for a slot once more, so the others skip the system call (a batching sink releasing 24 frames
+        # made 24 wake-ups for one sleeping writer; measured: 13% of PostgresSink's time at one row per frame)
+        if ef_load32_sc(&self.ctl.writer_waiting) and ef_cas32_sc(&self.ctl.writer_waiting, 1, 0):
             ef_add32_sc(&self.ctl.consumed_futex, 1)
             _futex_wake(&self.ctl.consumed_futex, 1)
 
