@@ -93,7 +93,8 @@ class EdgeflowReceiver:
     def __init__(self, spec: dict[str, Any], chan: Any) -> None:
         import edgeflow as ef
 
-        self._sub = ef.Subscriber(spec["topic"], app=spec["app"], qos=ef.QoS[spec["qos"]])
+        self._sub = ef.Subscriber(spec["topic"], app=spec["app"], qos=ef.QoS[spec["qos"]],
+                                  wait=spec.get("wait", "adaptive"))
         self.nbytes, self.shape = spec["nbytes"], tuple(spec["shape"])
         self.notes: list[str] = []
         self._inspected = False

@@ -24,6 +24,7 @@ import numpy as np
 from edgeflow.bench.baselines import PipeReceiver, QueueReceiver, ZmqReceiver
 from edgeflow.bench.children import receive_message, run_all_steps, spawn_context, start_child, stop_child
 from edgeflow.bench.consumer import EdgeflowReceiver, consumer_main
+from edgeflow.bench.peers import Iox2Receiver
 from edgeflow.bench.payload import BURST, BURST_LAST, LAT, REPORT, STOP, make_frame, parse_size, write_markers
 from edgeflow.bench.results import BenchConfig, BenchError, BenchResult, percentiles, rate
 from edgeflow.errors import EdgeFlowError
@@ -31,21 +32,25 @@ from edgeflow.errors import EdgeFlowError
 _MIN_LATENCY_N = 30                  # a time budget never cuts a latency phase below this
 
 RECEIVERS: dict[str, Callable[[dict[str, Any], Any], Any]] = {
-    "edgeflow": EdgeflowReceiver, "queue": QueueReceiver, "pipe": PipeReceiver, "zmq": ZmqReceiver}
+    "edgeflow": EdgeflowReceiver, "queue": QueueReceiver, "pipe": PipeReceiver, "zmq": ZmqReceiver,
+    "iox2": Iox2Receiver}
 """The consumer's receiver for each sender ``kind``; ``Session(receivers=...)`` adds others."""
 
 
 class EdgeflowSender:
-    """Publishes through ``edgeflow.Publisher``: ``loan`` writes in the slot, ``publish`` copies a frame."""
+    """Publishes through ``edgeflow.Publisher``: ``loan`` writes in the slot, ``publish`` copies a frame.
+
+    ``wait`` is how the consumer's Subscriber waits ("adaptive", "sleep" or "spin"; see Subscriber).
+    """
 
     kind, burst_seq = "edgeflow", True
 
     def __init__(self, shape: tuple[int, ...], cfg: BenchConfig, *, qos: str, mode: str,
-                 app: str, topic: str) -> None:
+                 app: str, topic: str, wait: str = "adaptive") -> None:
         import edgeflow as ef
 
         self.every = qos == "DURABLE"
-        self.spec = {"app": app, "topic": topic, "qos": qos}
+        self.spec = {"app": app, "topic": topic, "qos": qos, "wait": wait}     # wait: the Subscriber's
         self._shape, self._loan, self._fill = shape, mode == "loan", cfg.loan_fill
         self._src = make_frame(shape)
         self._pub = ef.Publisher(topic, app=app, slots=cfg.slots)

@@ -5,6 +5,7 @@ baselines and the machine's floor, all measured in the same run; then which tran
     edgeflow bench --quick --json                    small counts, JSON on stdout (for tests and scripts)
     edgeflow bench --sizes 640x480x3 --cases shm-rt,mp-queue
     edgeflow bench --redis redis://host:6379/0       Redis cases against that server
+    edgeflow bench --peers                           edgeflow's ring against iceoryx2 and pyzmq (issue 17)
 
 Cases (``--cases``):
 
@@ -15,6 +16,15 @@ Cases (``--cases``):
                                     raw bytes through a Redis list with redis-py
     mp-pipe, zmq                    more baselines: bytes over a Pipe, pyzmq (not in the defaults)
     memcpy, sem                     the floor: one copy of the frame in process; a cross-process wake-up
+    shm-*-sleep, shm-*-spin         a shared-memory case whose Subscriber waits with wait="sleep" / "spin"
+                                    (the others use the default, "adaptive")
+    iox2-loan-event, iox2-loan-poll iceoryx2 (pip install iceoryx2): loan, written in place, consumer woken
+                                    by an iceoryx2 event / busy-polling
+    iox2-copy-event, iox2-copy-poll iceoryx2's send_copy (one copy in), the same two ways
+
+``--peers`` runs the peer comparison (the loan and publish cases in each wait mode, iceoryx2, pyzmq, the memcpy
+floor; with ``--cases`` as well, their union), then a table of ratios to iceoryx2 and the targets of issue 17.
+A peer that is not installed is skipped, and the run says so.
 
 Redis cases use ``--redis URL`` (``--data-redis`` for dual Redis's data instance, else the same server), or
 throw-away ``redis-server`` processes on free loopback ports when one is installed, or are skipped with the
@@ -42,8 +52,15 @@ SHM_CASES = {"shm-rt": "rt-publish", "shm-durable": "durable-publish", "shm-rt-l
 BENCH_BASELINES = ("mp-queue", "mp-pipe", "zmq")
 NET_CASES = ("redis", "dual-redis", "tcp", "pickle-pipe", "redis-py")
 FLOORS = ("memcpy", "sem")
+WAIT_CASES = {f"{cli}-{wait}": f"{ring}-{wait}"
+              for cli, ring in SHM_CASES.items() for wait in ("sleep", "spin")}
+IOX2_CASES = ("iox2-loan-event", "iox2-loan-poll", "iox2-copy-event", "iox2-copy-poll")
 ALL_CASES = (*SHM_CASES, "redis", "dual-redis", "tcp", "mp-queue", "pickle-pipe", "redis-py", "mp-pipe",
-             "zmq", *FLOORS)
+             "zmq", *FLOORS, *WAIT_CASES, *IOX2_CASES)
+PEER_CASES = ("shm-durable-loan", "shm-durable-loan-sleep", "shm-durable-loan-spin", "shm-rt-loan",
+              "shm-rt-loan-sleep", "shm-rt-loan-spin", "shm-durable", "shm-rt", "iox2-loan-event",
+              "iox2-loan-poll", "iox2-copy-event", "zmq", "memcpy")
+"""``--peers``: the cases of the comparison with iceoryx2 (edgeflow.bench.ring.PEER_RUN, the memcpy floor)."""
 DEFAULT_CASES = ("shm-rt", "shm-rt-loan", "shm-durable", "redis", "dual-redis", "tcp", "mp-queue",
                  "pickle-pipe", "redis-py", "memcpy", "sem")
 
@@ -85,11 +102,10 @@ def _jobs(cases: list[str], sizes: list[str], cfg: Any, redis: dict[str, str] | 
         for case in cases:
             if case == "memcpy":
                 jobs.append(_Job("floor: memcpy", size, lambda s=size: floors.bench_memcpy(s, cfg)))
-            elif case in SHM_CASES or case in BENCH_BASELINES:
-                name = SHM_CASES.get(case, case)
-                label = (ring.EDGEFLOW_CASES[name][0] if name in SHM_CASES.values()
-                         else ring.BASELINE_CASES[name])
-                jobs.append(_Job(label, size, lambda n=name, s=size: [ring.run_case(n, s, cfg)]))
+            elif case in SHM_CASES or case in BENCH_BASELINES or case in WAIT_CASES or case in IOX2_CASES:
+                name = SHM_CASES.get(case) or WAIT_CASES.get(case) or case
+                jobs.append(_Job(ring.case_label(name), size,
+                                 lambda n=name, s=size: [ring.run_case(n, s, cfg)]))
             elif case in NET_CASES:
                 jobs.append(_Job(_benchnet.LABELS[case], size,
                                  lambda c=case, s=size: [_benchnet.run_case(c, s, cfg, redis)]))
@@ -263,8 +279,10 @@ def _network_sentence(results: list[Any], big: str) -> str:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--sizes", default=",".join(DEFAULT_SIZES), show_default=True, metavar="LIST",
               help="Frame sizes: BYTES or WIDTHxHEIGHT[xCHANNELS], comma-separated.")
-@click.option("--cases", default=",".join(DEFAULT_CASES), show_default=True, metavar="LIST",
-              help=f"Cases, comma-separated, from: {', '.join(ALL_CASES)}.")
+@click.option("--cases", metavar="LIST", help=f"Cases, comma-separated, from: {', '.join(ALL_CASES)}.  "
+              f"[default: {','.join(DEFAULT_CASES)}; with --peers: {','.join(PEER_CASES)}]")
+@click.option("--peers", is_flag=True, help="Compare with iceoryx2 and pyzmq (when installed: pip install "
+              "'edgeflow[bench]'): loan/publish in each wait mode, ratios, the targets of issue 17.")
 @click.option("--redis", "redis_url", metavar="URL", help="Redis for the Redis cases (default: a throw-away "
               "redis-server on a free loopback port).")
 @click.option("--data-redis", "data_url", metavar="URL", help="The data instance for dual Redis (default: "
@@ -273,8 +291,8 @@ def _network_sentence(results: list[Any], big: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (the progress bar stays on "
               "stderr).")
 @click.pass_context
-def bench(ctx: click.Context, sizes: str, cases: str, redis_url: str | None, data_url: str | None,
-          quick: bool, as_json: bool) -> None:
+def bench(ctx: click.Context, sizes: str, cases: str | None, redis_url: str | None, data_url: str | None,
+          quick: bool, as_json: bool, peers: bool) -> None:
     """Measure one-way latency (p50/p99/p99.9) and throughput of each transport on this machine.
 
     Next to them, in the same run: plain-Python baselines (multiprocessing.Queue, pickle over a pipe,
@@ -284,11 +302,17 @@ def bench(ctx: click.Context, sizes: str, cases: str, redis_url: str | None, dat
     from edgeflow.bench import table
     from edgeflow.bench.results import BenchConfig
 
-    case_list = _split(cases, "case", ALL_CASES)
+    case_list = _split(cases, "case", ALL_CASES) if cases else [] if peers else list(DEFAULT_CASES)
+    if peers:
+        case_list = list(dict.fromkeys([*case_list, *PEER_CASES]))
     size_list = _split(sizes, "size")
     cfg = BenchConfig.quick() if quick else default_config()
     report = run_bench(case_list, size_list, cfg, redis_url, data_url)
     results = report.pop("_results")
+    if peers:
+        from edgeflow.bench import peer_report
+        checks = peer_report.check_peer_targets(results)
+        report["peers"] = {"status": peer_report.peer_status(), "targets": [c.to_dict() for c in checks]}
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -299,6 +323,12 @@ def bench(ctx: click.Context, sizes: str, cases: str, redis_url: str | None, dat
         click.echo(table.format_table(results))
         click.echo("")
         click.echo(report["recommendation"])
+        if peers:
+            click.echo("")
+            click.echo(report["peers"]["status"])
+            click.echo(peer_report.format_comparison(results))
+            click.echo("")
+            click.echo(peer_report.format_peer_targets(checks))
         for item in report["leftovers"]:
             click.echo(f"left after the run: {item}", err=True)
     if any(r.error for r in results) or report["leftovers"]:
