@@ -267,7 +267,7 @@ def decode(payload: Any, where: str = "message") -> Any:
     header = bytes(view[PREFIX_BYTES:PREFIX_BYTES + header_len])
     try:
         if count == 0 and _KEY_BYTES not in header:     # no placeholders: the C parser alone (no hook per dict)
-            message = json.loads(header)
+            message = codecs.loads_json(header)
         else:
             message = json.loads(header, object_hook=hook)
     except (ValueError, RecursionError) as exc:

@@ -406,7 +406,7 @@ class Subscriber(OwnedResource):
 
     def _frame(self, view: "_ring.SlotView") -> Frame:
         meta = view.meta
-        meta = json.loads(meta) if meta else {}
+        meta = codecs.loads_json(meta) if meta else {}
         kind = view.kind
         if kind == _KIND_ARRAY:
             data: Any = np.frombuffer(view, dtype=_dtype_of(view.dtype)).reshape(view.shape)
