@@ -7,11 +7,12 @@ The benchmark starts its own PostgreSQL cluster (initdb in a temporary folder, a
 off: tests/connectors/_postgres.py) and removes it at the end; no other database is touched. Both cases write
 the same telemetry messages (``{"i", "v", "asset"}``) into a fresh table of the same shape (the sink's key
 columns, its unique key, ``extra jsonb``, and a ``written timestamptz DEFAULT clock_timestamp()`` column that
-neither case fills), with the same ``INSERT ... ON CONFLICT DO NOTHING``, one transaction per batch:
+neither case fills), with ``INSERT ... ON CONFLICT DO NOTHING``, one transaction per batch:
 
 - ``edgeflow``: a producer node (its own process, as fast as the ring takes frames) -> ``PostgresSink``
-  (DURABLE, frames held until the COMMIT).
-- ``plain``: one process turns the same messages into tuples and calls ``executemany`` + ``commit`` per batch.
+  (DURABLE, frames held until the COMMIT; it writes multi-row statements, see edgeflow/connectors/postgres.py).
+- ``plain``: one process turns the same messages into tuples and calls ``executemany`` + ``commit`` per batch,
+  as a hand-written psycopg loop does.
 
 Shapes: ``1 row/frame``: the sink closes a batch at 24 held frames (``max_held_frames``), so both cases write
 24 rows per transaction; ``25 rows/frame`` (a list of 25 messages per frame) with ``batch_size=500``: 500 rows
