@@ -31,8 +31,8 @@ IOX_EVENT, IOX_POLL = PEER_CASES["iox2-loan-event"][0], PEER_CASES["iox2-loan-po
 IOX_COPY_EVENT = PEER_CASES["iox2-copy-event"][0]
 _FIGURES = ("p50_us", "p99_us", "p999_us", "sent_fps", "recv_fps", "gbps")
 LEGEND = """\
-Every figure is the median over the rounds of one run (cases alternate between rounds); ratios divide two
-figures of this run. "vs event" / "vs poll": iceoryx2's p50 divided by this case's (> 1: this case is faster);
+With several rounds (run_ring.py --rounds) each figure is the median over the rounds of one run, the case
+order alternating between rounds (the note gives the spread); ratios divide two figures of this run. "vs event" / "vs poll": iceoryx2's p50 divided by this case's (> 1: this case is faster);
 "fps vs": this case's recv/s divided by iceoryx2's (> 1: more frames/s). iceoryx2 cases deliver every frame
 (no safe overflow, RetryUntilDelivered): compare their throughput with DURABLE, not REALTIME (latest-wins)."""
 
@@ -89,12 +89,23 @@ def median_results(runs: Sequence[Sequence[BenchResult]]) -> list[BenchResult]:
             figures[name] = statistics.median(values) if values else None
         errors = list(dict.fromkeys(r.error for r in ran if r.error))
         notes = list(dict.fromkeys(r.note for r in ran if r.note))
-        note = "; ".join(notes + ([f"median of {len(ran)} rounds"] if len(ran) > 1 else []))
+        note = "; ".join(notes + ([_spread(ran)] if len(ran) > 1 else []))
         merged.append(dataclasses.replace(
             ran[0], n=sum(r.n for r in ran), burst_sent=sum(r.burst_sent for r in ran),
             burst_received=sum(r.burst_received for r in ran), note=note,
             error="; ".join(errors) if errors else None, **figures))
     return merged
+
+
+def _spread(ran: Sequence[BenchResult]) -> str:
+    """"median of 3 rounds (p50 12.1-30.5 us, recv/s 50,000-200,000)": how far the rounds were apart."""
+    parts = []
+    for name, unit in (("p50_us", " us"), ("recv_fps", "")):
+        values = [getattr(r, name) for r in ran if getattr(r, name) is not None]
+        if values:
+            label = "p50" if name == "p50_us" else "recv/s"
+            parts.append(f"{label} {format_number(min(values))}-{format_number(max(values))}{unit}")
+    return f"median of {len(ran)} rounds" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _fig(results: Sequence[BenchResult], case: str, size: str, name: str) -> float | None:

@@ -109,7 +109,7 @@ def test_medians_over_rounds_and_targets() -> None:
     runs[1].append(_result("x", "64", 1.0, 1.0, error="torn frame"))
     merged = {r.case: r for r in peer_report.median_results(runs)}
     assert merged[dl].p50_us == 9.0 and merged[dl].recv_fps == 350.0 and merged[dl].n == 30
-    assert "median of 3 rounds" in merged[dl].note
+    assert "median of 3 rounds (p50 8.00-30.0 us, recv/s 100.0-400.0)" in merged[dl].note
     assert merged["x"].error == "torn frame"                     # failed in one round: failed
     checks = {c.name: c for c in peer_report.check_peer_targets(list(merged.values()))}
     small = checks[f"{dl} (adaptive) p50 / {poll} p50 at 64"]
