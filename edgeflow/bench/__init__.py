@@ -10,6 +10,8 @@ Two-process cases (one producer here, one consumer child), split by side:
 - ``producer``: the edgeflow sender and ``Session``, which drives one case (latency, then a burst).
 - ``consumer``: the child: receivers and the checks every frame goes through.
 - ``baselines``: multiprocessing.Queue, Pipe and pyzmq, both sides.
+- ``peers``: iceoryx2 (loan with event wake-up / busy poll, send_copy), both sides.
+- ``peer_report``: the comparison with iceoryx2 in rounds: medians, ratios, the targets of issue 17.
 - ``floors``: the machine's floors in the same run (a semaphore wake-up, one memcpy).
 - ``children``: starting, talking to and stopping child processes; finding the ones left behind.
 - ``ring``: the case tables and a full run of the ring benchmark.

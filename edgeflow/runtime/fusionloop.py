@@ -154,10 +154,13 @@ def fusion_loop(runner, node) -> None:
         runner._service()
 
 
-def _emit(runner, node, frames: list, received: float, ring_of) -> None:
+def _emit(runner, node, frames: list, received: float, ring_of=None) -> None:
+    """Call the node with a matched set and send what it returns, naming the set's frames as its parents
+    (``ring_of``: frame -> the ring topic it came from; without it, each frame's topic)."""
     t0 = time.perf_counter()
     first = min((f for f in frames if f is not None), key=lambda f: f.timestamp)
-    parents = [[ring_of.get(f, f.topic), f.frame_id] for f in frames if f is not None]
+    parents = [[ring_of.get(f, f.topic) if ring_of is not None else f.topic, f.frame_id]
+               for f in frames if f is not None]
     node.context.current_frame = first
     try:
         result = node.process(frames)
