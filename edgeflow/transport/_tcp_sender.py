@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import errno
-import hmac
-import logging
 import math
 import os
 import secrets
@@ -16,16 +12,17 @@ import struct
 import threading
 import time
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from edgeflow.config import settings
-from edgeflow.errors import ClosedResourceError, ConfigError, FrameTooLarge, ProtocolError, ReceiveTimeout
+from edgeflow.errors import ClosedResourceError, ConfigError, FrameTooLarge, ProtocolError
 from edgeflow.frame import Frame
 from edgeflow.qos import QoS
 from edgeflow.transport import _wire, codecs, message
 from edgeflow.transport.backoff import Backoff, RetrySchedule
+from edgeflow.transport._tcp_loan import _EMPTY, TcpLoan, TcpSenderStats, _Outgoing  # noqa: F401
 from edgeflow.transport._tcp_common import (  # noqa: F401
     BUSY_BACKOFF, DEFAULT_MAX_FRAME_BYTES, MIN_RECV_RATE, REJECT_REASONS, REJECT_TEXT, _SCRATCH_BYTES, _SPARE_BUFFERS,
     _DIRECT_BYTES, _REALTIME_ONLY, _Interrupted, _Stalled, _token_bytes, log)
@@ -43,42 +40,6 @@ def _reject_reason(header: Any) -> str:
     return bytes(header).decode("ascii", errors="replace")[:200]
 
 
-@dataclasses.dataclass(frozen=True)
-class TcpSenderStats:
-    """Snapshot of a TcpSender.
-
-    ``published = sent + dropped + too_large + encode_errors + (the frame pending or on the wire)``.
-    ``dropped`` counts frames superseded by a newer one before they were sent (gateway slow or away) and
-    frames cut off mid-send when a connection broke; ``too_large`` frames over the gateway's limit;
-    ``encode_errors`` frames the codec refused. ``reconnects`` counts connections after the first;
-    ``connect_failures`` failed attempts (refused, timed out, or rejected: ``last_error`` says which).
-    """
-    topic: str
-    published: int
-    sent: int
-    dropped: int
-    too_large: int
-    encode_errors: int
-    bytes_sent: int
-    connects: int
-    reconnects: int
-    connect_failures: int
-    connected: bool
-    last_error: str | None
-
-
-@dataclasses.dataclass
-class _Outgoing:
-    frame_id: int
-    timestamp: float
-    kind: int
-    dtype: np.dtype | None
-    shape: tuple
-    meta: bytes
-    payload: Any                      # a uint8 ndarray (pooled) or bytes
-    pooled: bool
-
-
 class _SenderCore:
     """The state and thread behind a TcpSender (kept apart so a forgotten TcpSender can be collected)."""
 
@@ -93,6 +54,8 @@ class _SenderCore:
         self.cond = threading.Condition()
         self.pending: _Outgoing | None = None
         self.inflight: _Outgoing | None = None
+        self.direct: _Outgoing | None = None    # being written by a publishing thread (not the sender's)
+        self.resume: _Outgoing | None = None    # begun by a publishing thread; the sender thread finishes it
         self.spare: list[np.ndarray] = []
         self.idle = False
         self.closing = False
@@ -147,6 +110,80 @@ class _SenderCore:
             self.wake()
         return item.frame_id
 
+    def idle_wire(self) -> bool:
+        """Nothing pending, nothing on the wire or being written (caller holds cond)."""
+        return (self.pending is None and self.inflight is None and self.resume is None
+                and self.direct is None)
+
+    def write_direct(self, item: _Outgoing, owned: bool) -> int | None:
+        """Write ``item`` from the calling thread without waiting; its frame id, or None when the sender
+        thread has to take it (not connected, a frame ahead of it, a codec to apply). ``owned``: the payload
+        is the sender's (a loan buffer, bytes), not a view of the caller's array, which may change once we
+        return.
+
+        One non-blocking ``sendmsg`` of prefix+header and payload straight from the frame's memory: no copy,
+        no thread hop. What the socket cannot take now (back-pressure) the sender thread finishes; of the
+        caller's array only that unsent tail is copied.
+        """
+        with self.cond:
+            sock = self.sock
+            if sock is None or self.codec != "raw" or self.closing or not self.idle_wire():
+                return None
+            self.next_id += 1
+            item.frame_id = self.next_id
+            self.counts["published"] += 1
+            self.direct = item
+        rest: list | None = None
+        sent = 0
+        try:
+            header, payload = self.encode(item)
+            head = _wire.message(_wire.FRAME, header, len(payload))
+            item.size = len(payload)
+            try:
+                sent = sock.sendmsg([head, payload] if len(payload) else [head], (), socket.MSG_DONTWAIT)
+            except OSError:           # full (EAGAIN) or broken: the sender thread sends it (or reconnects)
+                pass
+            if sent < len(head) + len(payload):
+                rest = self.tail(item, head, payload, sent, owned)
+        finally:
+            with self.cond:
+                self.direct = None
+                if rest is None and sent:
+                    self.counts["sent"] += 1
+                    self.counts["bytes_sent"] += item.size
+                    self.recycle(item)
+                elif rest is None:                # failed before a byte went (a bug): count it lost
+                    self.counts["dropped"] += 1
+                elif sent == 0:                   # nothing went: a pending frame like any other
+                    if self.pending is not None:  # unless a newer one came meanwhile (another thread)
+                        self.counts["dropped"] += 1
+                        self.recycle(item)
+                    else:
+                        self.pending = item
+                else:
+                    item.rest = rest              # the sender thread writes the rest, before anything else
+                    self.resume = item
+                wake = rest is not None and self.idle
+                self.cond.notify_all()
+        if wake:
+            self.wake()
+        return item.frame_id
+
+    def tail(self, item: _Outgoing, head: bytes, payload: Any, sent: int, owned: bool) -> list:
+        """The wire bytes after the first ``sent`` (in the writing thread). A payload that is the caller's
+        array is copied into a sender buffer: all of it when nothing went (then it is a pending frame like
+        any other), else only its unsent tail (the frame cannot be sent anew then: ``resend`` False)."""
+        done = max(0, sent - len(head))
+        if not owned and len(payload):
+            buf, _ = self.buffer(len(payload))
+            np.copyto(buf[done:], item.payload[done:])
+            item.payload, item.pooled, item.resend = buf, True, done == 0
+            payload = buf
+        rest = [memoryview(head)[sent:]] if sent < len(head) else []
+        if len(payload):
+            rest.append(memoryview(payload).cast("B")[done:])
+        return rest
+
     def wake(self) -> None:
         try:
             self.wake_w.send(b"\0")
@@ -159,17 +196,18 @@ class _SenderCore:
             self.closing = True
             thread = self.thread
             if thread is not None and timeout > 0:
-                self.cond.wait_for(lambda: (self.pending is None and self.inflight is None)
-                                   or not thread.is_alive(), timeout)
+                self.cond.wait_for(lambda: self.idle_wire() or not thread.is_alive(), timeout)
             self.stop_now = True
             self.interrupt()
         self.wake()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
         with self.cond:
-            if self.pending is not None:
-                self.counts["dropped"] += 1
-                self.pending = None
+            self.cond.wait_for(lambda: self.direct is None, 5.0)    # a publish writing now: microseconds
+            for left in (self.pending, self.resume):
+                if left is not None:
+                    self.counts["dropped"] += 1
+            self.pending = self.resume = None
             self.spare.clear()
         self.wake_r.close()
         self.wake_w.close()
@@ -217,6 +255,9 @@ class _SenderCore:
                 if self.inflight is not None:     # interrupted mid-send by close()
                     self.counts["dropped"] += 1
                     self.inflight = None
+                if self.resume is not None:       # begun by a publish, never finished
+                    self.counts["dropped"] += 1
+                    self.resume = None
                 self.thread_done = True
                 orphaned = self.orphaned
                 self.cond.notify_all()
@@ -228,7 +269,7 @@ class _SenderCore:
         while not self.stop_now:
             if self.sock is None:
                 with self.cond:
-                    has_work = self.pending is not None
+                    has_work = self.pending is not None or self.resume is not None
                     if self.closing and not has_work:
                         return
                 if not has_work:
@@ -243,7 +284,12 @@ class _SenderCore:
             if self.peer_spoke():                 # EOF or a REJECT while idle: reconnect before sending
                 continue
             with self.cond:
-                item, self.pending = self.pending, None
+                while self.direct is not None and not self.stop_now:  # a publish is writing: microseconds
+                    self.cond.wait(0.05)
+                if self.resume is not None:       # the rest of a frame a publish began goes first
+                    item, self.resume = self.resume, None
+                else:
+                    item, self.pending = self.pending, None
                 self.inflight = item
                 if item is None and self.closing:
                     return
@@ -256,7 +302,7 @@ class _SenderCore:
 
     def wait_idle(self, sock: socket.socket | None) -> None:
         with self.cond:
-            if self.pending is not None or self.stop_now or self.closing:
+            if self.pending is not None or self.resume is not None or self.stop_now or self.closing:
                 return
             self.idle = True
             self.cond.notify_all()                # flush() waiters: nothing pending, nothing in flight
@@ -436,6 +482,7 @@ class _SenderCore:
             reason = f"gateway closed the connection: {REJECT_TEXT.get(word, word)}"
             if word == "idle":                # expected after a pause: reconnect quietly, the frame is not lost
                 with self.cond:
+                    self.cond.wait_for(lambda: self.direct is None)
                     sock, self.sock = self.sock, None
                     self.cond.notify_all()
                 sock.close()
@@ -445,6 +492,9 @@ class _SenderCore:
         return True
 
     def send(self, item: _Outgoing) -> None:
+        if item.rest is not None:
+            self.send_rest(item)
+            return
         try:
             header, payload = self.encode(item)
         except (ValueError, TypeError, ConfigError) as exc:     # e.g. jpeg asked for a float array
@@ -473,6 +523,30 @@ class _SenderCore:
         with self.cond:
             self.counts["sent"] += 1
             self.counts["bytes_sent"] += len(payload)
+            self.recycle(item)
+            self.inflight = None
+            self.cond.notify_all()
+
+    def send_rest(self, item: _Outgoing) -> None:
+        """Finish a frame a publishing thread began: the socket took its first bytes, these are the rest."""
+        try:
+            self.send_all(self.sock, item.rest)
+        except OSError as exc:            # broken or stalled mid-frame: send it anew if we can
+            if self.stop_now:
+                raise _Interrupted from None
+            with self.cond:
+                item.rest = None
+                if item.resend and self.pending is None and not self.closing:
+                    self.pending = item
+                else:
+                    self.counts["dropped"] += 1
+                    self.recycle(item)
+                self.inflight = None
+            self.disconnect(f"connection lost ({exc})")
+            return
+        with self.cond:
+            self.counts["sent"] += 1
+            self.counts["bytes_sent"] += item.size
             self.recycle(item)
             self.inflight = None
             self.cond.notify_all()
@@ -508,6 +582,7 @@ class _SenderCore:
 
     def disconnect(self, reason: str | None) -> None:
         with self.cond:
+            self.cond.wait_for(lambda: self.direct is None)     # a publish writing on it: microseconds
             sock, self.sock = self.sock, None
             if reason is not None:
                 self.last_error = reason
@@ -518,71 +593,14 @@ class _SenderCore:
                 log.warning("%s: %s; reconnecting", self.where, reason)
 
 
-class TcpLoan:
-    """A writable array in one of the sender's buffers: fill it in place, then ``commit()`` (or ``abort()``).
-
-    The zero-copy way to publish: ``publish`` copies the frame (the caller may reuse its array at once), a
-    loan does not. As a context manager (``with sender.loan(shape, dtype) as buf:``) it commits when the block
-    ends without an exception and aborts otherwise. The buffer is handed out as it is, not cleared (a reused
-    buffer holds an older frame). After commit the array is read-only, and arrays derived from it before must
-    not be written any more: the buffer is the sender's until the frame is sent, then reused.
-    """
-
-    def __init__(self, sender: "TcpSender", shape: Any, dtype: Any, timestamp: float | None,
-                 meta: dict | None) -> None:
-        self.timestamp = time.time() if timestamp is None else float(timestamp)   # capture starts now
-        self._sender = sender
-        self.dtype = np.dtype(dtype)
-        self.shape = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
-        if (self.dtype.hasobject or self.dtype.itemsize == 0 or len(self.shape) > _wire.MAX_NDIM
-                or min(self.shape, default=0) < 0):
-            raise ValueError(f"{sender.topic}: cannot loan {self.dtype}{list(self.shape)} (object or zero-size "
-                             f"dtype, more than {_wire.MAX_NDIM} dimensions or a negative one)")
-        self._meta = _wire.encode_meta(sender.topic, meta)
-        nbytes = math.prod(self.shape) * self.dtype.itemsize
-        core = sender._core_or_raise()
-        sender._check_size(core, nbytes)
-        self._buf, _ = core.buffer(nbytes)
-        self.array = (np.ndarray(self.shape, self.dtype, buffer=self._buf) if self.dtype.itemsize
-                      else np.empty(self.shape, self.dtype))
-        self.frame_id: int | None = None
-
-    def commit(self, *, timestamp: float | None = None, meta: dict | None = None) -> int:
-        """Hand the filled buffer to the sender (never blocks); returns its frame_id."""
-        if self.frame_id is not None or not self.array.flags.writeable:
-            raise ClosedResourceError(f"{self._sender.topic}: this loan was committed or aborted already")
-        if meta is not None:
-            self._meta = _wire.encode_meta(self._sender.topic, meta)
-        ts = self.timestamp if timestamp is None else float(timestamp)
-        item = _Outgoing(0, ts, _wire.KIND_ARRAY, self.dtype, self.shape, self._meta, self._buf, True)
-        self.frame_id = self._sender._core_or_raise().hand_over(item)
-        self.array.flags.writeable = False
-        return self.frame_id
-
-    def abort(self) -> None:
-        """Give the buffer back unpublished."""
-        if self.frame_id is None and self.array.flags.writeable and not self._sender.is_closed():
-            core = self._sender._core
-            with core.cond:
-                core.recycle(_Outgoing(0, 0.0, _wire.KIND_ARRAY, None, (), b"", self._buf, True))
-        self.array.flags.writeable = False
-
-    def __enter__(self) -> np.ndarray:
-        return self.array
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
-
 class TcpSender:
     """Publishes one topic's frames over TCP to a TcpServer (the gateway). REALTIME only.
 
-    ``publish`` never waits for the network: the frame is copied and handed to a sender thread as the one
-    pending frame, replacing (and counting as dropped) an older one that was not sent yet. The thread connects
-    on the first publish, authenticates with ``token`` when given, and reconnects with back-off.
+    ``publish`` never waits for the network. While the link is idle it writes the frame from the caller's
+    thread with one non-blocking ``sendmsg`` (no copy, no thread hop); what the socket does not take at once
+    is copied and finished by a sender thread. Otherwise the frame is copied and handed to that thread as the
+    one pending frame, replacing (and counting as dropped) an older one that was not sent yet. The thread
+    connects on the first publish, authenticates with ``token`` when given, and reconnects with back-off.
 
     Args:
         topic: the topic name (letters, digits, ``-``, ``_``, ``.``).
@@ -593,7 +611,8 @@ class TcpSender:
             the sender thread, and only the frames that are actually sent.
         connect_timeout: seconds for one connection attempt including the hello.
         stall_timeout: seconds without the gateway reading anything before the connection is dropped and
-            made anew (the frame on the wire is resent unless a newer one is waiting).
+            made anew (the frame on the wire is resent unless a newer one is waiting, or unless it was begun
+            from the caller's array: only its unsent tail was kept, and it counts as dropped).
         backoff: (first, longest) delay in seconds between failed attempts, doubled each failure with up to
             50 % jitter; or an edgeflow.transport.backoff.Backoff.
 
@@ -640,7 +659,8 @@ class TcpSender:
         """Hand ``data`` (ndarray of any dtype/shape, bytes-like, a dict/list message, or a Frame) to the
         sender; returns its id.
 
-        Never blocks on the network. The array (a message's arrays) is copied: the caller may reuse it at once.
+        Never blocks on the network. The caller may reuse the array at once: it was written to the socket
+        before publish returned, or copied (all of it, or the tail the socket did not take yet).
 
         Raises:
             ClosedResourceError: after close().
@@ -666,6 +686,12 @@ class TcpSender:
                 raise TypeError(f"{self.topic}: arrays of a zero-size dtype ({data.dtype}) cannot be sent "
                                 "(the gateway refuses them)")
             self._check_size(core, data.nbytes)
+            if core.sock is not None and data.flags.c_contiguous:     # connected: write it from here
+                flat = data.reshape(-1).view(np.uint8) if data.size else _EMPTY
+                fid = core.write_direct(_Outgoing(0, ts, _wire.KIND_ARRAY, data.dtype, data.shape, meta_b,
+                                                  flat, False), owned=False)
+                if fid is not None:
+                    return fid
             buf, pooled = core.buffer(data.nbytes)
             if data.nbytes:
                 np.copyto(np.ndarray(data.shape, data.dtype, buffer=buf), data)
@@ -681,6 +707,10 @@ class TcpSender:
         else:
             raise TypeError(f"{self.topic}: cannot publish {type(data).__name__}; "
                             "publish a numpy array, bytes, a dict/list message, or a Frame")
+        if item.kind != _wire.KIND_ARRAY and core.sock is not None:
+            fid = core.write_direct(item, owned=True)             # bytes are immutable: nothing to copy
+            if fid is not None:
+                return fid
         return core.hand_over(item)
 
     def loan(self, shape: Any, dtype: Any = np.uint8, *, timestamp: float | None = None,
@@ -705,15 +735,17 @@ class TcpSender:
         """Wait until the newest published frame left (nothing pending or on the wire); True if it did."""
         core = self._core_or_raise()
         with core.cond:
-            return core.cond.wait_for(lambda: core.pending is None and core.inflight is None, timeout)
+            return core.cond.wait_for(core.idle_wire, timeout)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        """Wait until no frame is pending (the sender took the last one), so the next publish drops nothing;
-        True if so. For producers that can make frames on demand (a file replay, a renderer); a camera just
-        publishes and lets REALTIME drop."""
+        """Wait until no frame is pending, so the next publish drops nothing; True if so. Without a codec,
+        also until the last frame is on its way (the socket took all of it), so that the next publish is
+        written at once from the caller's array, with no copy. For producers that can make frames on demand
+        (a file replay, a renderer); a camera just publishes and lets REALTIME drop."""
         core = self._core_or_raise()
+        ready = core.idle_wire if self.codec == "raw" else lambda: core.pending is None
         with core.cond:
-            return core.cond.wait_for(lambda: core.pending is None or core.stop_now, timeout)
+            return core.cond.wait_for(lambda: core.stop_now or ready(), timeout)
 
     def wait_connected(self, timeout: float | None = None) -> bool:
         """Wait until the gateway accepted this sender (it connects on the first publish); True if it did."""
@@ -759,5 +791,3 @@ class TcpSender:
     def __repr__(self) -> str:
         return f"<TcpSender {self.topic} -> {self.host}:{self.port}{' closed' if self._closed else ''}>"
 
-
-# -- server -------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from edgeflow.transport._tcp_common import (  # noqa: F401
 from edgeflow.transport._tcp_subscriber import TcpSubscriber, TcpSubscriberStats  # noqa: F401
 from edgeflow.transport._tcp_limits import (
     DEFAULT_DECODE_WORKERS, DEFAULT_HELLO_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PER_ADDRESS, DEFAULT_MAX_TOPICS,
-    DEFAULT_MAX_UNAUTHENTICATED, DEFAULT_TOPIC_IDLE, ConnectionSlots, DecodePool, TopicTable)
+    DEFAULT_MAX_UNAUTHENTICATED, DEFAULT_TOPIC_IDLE, ConnectionSlots, DecodePool, PayloadBuffers, TopicTable)
 
 STOP_TIMEOUT = 10.0                    # seconds close() waits for the server's loop thread to end
 _INLINE_MESSAGE_HEADER = 64 * 1024     # a raw message whose JSON header is larger is parsed off the loop
@@ -175,7 +175,7 @@ class _Connection(asyncio.BufferedProtocol):
                     pos, completed = end, True
                     continue
                 header = _wire.parse_frame_header(self.view[start:end], payload_len, self.core.max_frame_bytes)
-                payload = np.empty(payload_len, np.uint8)
+                payload = self.core.buffers.take(payload_len, self.core.now)
                 have = min(payload_len, filled - end)
                 if have:
                     payload[:have] = np.frombuffer(buf, np.uint8, have, end)
@@ -345,6 +345,7 @@ class _ServerCore:
         self.slots = ConnectionSlots(max_connections, limits["max_unauthenticated"], limits["max_per_address"])
         self.topics = TopicTable(limits["max_topics"], limits["topic_idle"])   # topic -> last (session, fid)
         self.pool: DecodePool | None = None
+        self.buffers = PayloadBuffers()     # large payloads are read into reused, warm buffers
         self.now = time.monotonic()         # the sweep's clock: idle and topic ages (no syscall per frame)
         self.lock = threading.Lock()
         self.subs: dict[str, tuple[TcpSubscriber, ...]] = {}
@@ -409,6 +410,7 @@ class _ServerCore:
         for conn in list(self.conns):
             conn.check_deadline(now)
         self.topics.expire(now)
+        self.buffers.expire(now)
         shortest = min(self.read_timeout, self.hello_timeout, self.idle_timeout, self.topics.idle)
         self.sweeper = self.loop.call_later(min(1.0, max(0.02, shortest / 4)), self.sweep)
 
@@ -429,6 +431,7 @@ class _ServerCore:
             self.sweeper.cancel()
         if self.pool is not None:
             self.pool.close()
+        self.buffers.clear()
         for conn in list(self.conns):
             if conn.state is not _CLOSED:
                 conn.close()

@@ -12,14 +12,19 @@ server compares the MAC with ``hmac.compare_digest`` (constant time) and answers
 The token never crosses the wire and a recorded hello cannot be replayed (fresh nonce per connection). Frames
 are not encrypted: across untrusted networks run the link inside a VPN or TLS tunnel.
 
-Sender (REALTIME only): ``publish`` copies the frame into one of a few reused buffers and hands it to the
-sender thread as *the* pending frame; a newer publish replaces an unsent one (counted as dropped). So a slow
-or absent gateway never blocks the producer and memory stays bounded (at most: the frame on the wire, the
-pending one, and two spare buffers). The thread connects on the first publish, reconnects with exponential
-back-off and jitter, and gives up a connection whose gateway stops reading for ``stall_timeout`` seconds.
+Sender (REALTIME only): when the link is idle (connected, nothing pending or on the wire, no codec),
+``publish`` writes the frame from the caller's thread: one non-blocking ``sendmsg`` of prefix+header and the
+payload straight from the caller's array (no copy, no thread hop). Under back-pressure, when the socket takes
+only part of it, the unsent tail is copied into one of a few reused buffers and the sender thread writes it.
+Otherwise (back-pressure, reconnecting, a codec to apply) the frame is copied and handed to the sender thread
+as *the* pending frame; a newer publish replaces an unsent one (counted as dropped). So a slow or absent
+gateway never blocks the producer and memory stays bounded (at most: the frame on the wire, the pending one,
+and two spare buffers). The thread connects on the first publish, reconnects with exponential back-off and
+jitter, and gives up a connection whose gateway stops reading for ``stall_timeout`` seconds.
 
 Server: one asyncio (uvloop) loop, in its own thread (``start()``) or in the caller's (``await serve()``).
-Each connection reads straight into the frame's buffer (no copy for large payloads). A connection that sends a
+Each connection reads straight into the frame's buffer (no copy for large payloads); buffers of 64 KiB and
+more are reused once no frame refers to them any more (warm memory: no page faults per frame; bounded). A connection that sends a
 malformed, oversized, unauthenticated or too slow message gets a REJECT naming the reason and is closed; the
 reason is counted; every other connection carries on.
 
