@@ -43,6 +43,11 @@ cdef double LIVENESS_PERIOD = 0.1      # how often a sleeping reader checks that
 # that comes within it is taken without the writer's wake-up system call and the reader's trip through the
 # scheduler (tens of microseconds on a loaded machine). An idle reader spins once per wait() and then sleeps.
 DEFAULT_SPIN_S = 50e-6
+cdef double SPIN_YIELD_S = 20e-6       # a never-sleeping reader yields its CPU this often (see RingReader._spin)
+cdef double WRITER_SPIN_S = 50e-6      # a writer waiting for a free slot spins this long before it sleeps
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
 cdef double HOUSEKEEPING_PERIOD = 0.5  # how often the writer reclaims dead readers and retires generations
 cdef size_t NOGIL_COPY_BYTES = 65536   # copies larger than this release the GIL
 MAX_META = EF_MAX_META
@@ -736,7 +741,11 @@ cdef class RingWriter:
             if remaining <= 0:
                 ef_store32_rel(&c.writer_waiting, 0)
                 raise BackpressureTimeout(f"{self._lag_report()}; waited {self.backpressure_timeout:g} s")
+            # a reader that keeps up frees a slot within microseconds: spin on the word first (no sleep, and no
+            # wake-up system call on the reader's side once we are looking again), then sleep on it
             with nogil:
+                if _spin_word(&c.consumed_futex, seen, _mono() + min(WRITER_SPIN_S, remaining)):
+                    continue
                 _futex_wait(&c.consumed_futex, seen, min(remaining, 0.05))
             PyErr_CheckSignals()                         # let a Ctrl-C / SIGTERM handler run while we wait
             if self.cancelled:
@@ -1415,15 +1424,24 @@ cdef class RingReader:
         return self._take_realtime()
 
     cdef bint _spin(self, double until) noexcept nogil:
-        """Check for a frame until ``until`` (monotonic seconds), pausing the CPU between checks; True if one came."""
+        """Check for a frame until ``until`` (monotonic seconds), pausing the CPU between checks; True if one came.
+        A reader that never sleeps (spin_s < 0) yields its CPU every SPIN_YIELD_S: on a machine with more busy
+        processes than cores a pure spin starved the writer it waits for (a few hundred frames/s)."""
         cdef int k
+        cdef double now, next_yield = 0.0
+        if self.spin_s < 0.0:
+            next_yield = _mono() + SPIN_YIELD_S
         while True:
             if self._has_new():
                 return True
             for k in range(32):                       # about a microsecond between looks at the clock
                 ef_cpu_relax()
-            if _mono() >= until:
+            now = _mono()
+            if now >= until:
                 return self._has_new()
+            if next_yield != 0.0 and now >= next_yield:
+                sched_yield()
+                next_yield = now + SPIN_YIELD_S
 
     cdef bint _has_new(self) noexcept nogil:
         cdef ef_group *g = &self.ctl.groups[self.group]
@@ -1690,6 +1708,18 @@ cdef extern from *:
     uint32_t EF_FUTEX_32
 
 cdef bint _have_waitv = True
+
+
+cdef bint _spin_word(uint32_t *word, uint32_t seen, double until) noexcept nogil:
+    """Spin (with a CPU pause) until ``*word`` is no longer ``seen`` (True) or ``until`` passes (False)."""
+    cdef int k
+    while True:
+        if ef_load32_acq(word) != seen:
+            return True
+        for k in range(32):
+            ef_cpu_relax()
+        if _mono() >= until:
+            return ef_load32_acq(word) != seen
 
 
 cdef Py_ssize_t _spin_any(ef_futex_waitv *w, void **readers, Py_ssize_t n, double until) noexcept nogil:

@@ -309,7 +309,7 @@ def _buffer(view: memoryview, start: int, data_len: int, entry: Any, where: str)
     if nbytes == 0:                                # an empty array (a 0 in its shape)
         array = np.empty(shape, dtype)
     else:
-        array = np.frombuffer(view, dtype, count=count, offset=pos).reshape(shape)
+        array = np.ndarray(shape, dtype, view, offset=pos)      # one call: frombuffer + reshape is 4x the time
     if kind == "s":
         return array.copy()[()]
     array.flags.writeable = False
