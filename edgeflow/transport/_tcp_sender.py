@@ -129,6 +129,10 @@ class _SenderCore:
             sock = self.sock
             if sock is None or self.codec != "raw" or self.closing or not self.idle_wire():
                 return None
+            # the gateway sends nothing after ACCEPT unless it is closing (REJECT "idle", EOF): a readable socket
+            # means the frame would go to a connection already gone; the sender thread reconnects and sends it
+            if select.select([sock], [], [], 0)[0]:
+                return None
             self.next_id += 1
             item.frame_id = self.next_id
             self.counts["published"] += 1
