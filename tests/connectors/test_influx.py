@@ -196,6 +196,11 @@ def test_influxdb_away_at_the_start_then_killed_while_writing_loses_nothing(app,
         wait_for(lambda: said("is not reachable yet"), 30, "the sink to find InfluxDB away")
         server.start()
         wait_for(lambda: server.rows("SELECT count(i) FROM m", app), 30, "a first batch in InfluxDB")
+        # and the sink got its answer (the first outage is over: the next one is a new outage, with its line);
+        # the server shows the rows before its 204 may have reached the sink
+        wait_for(lambda: (running.statistics()["nodes"].get("influx", {}).get("extra", {})
+                          .get("connections", {}).get(server.url, {}).get("state") == "up"), 30,
+                 "the sink to see InfluxDB up")
         server.kill()                  # SIGKILL while writing: what was answered 204 must be in its WAL
         gate.touch()                   # the second half of the stream meets the server away
         time.sleep(2.0)                # the fault: the server is away for 2 s
